@@ -1,0 +1,3 @@
+"""MOSEL serving: inference serving with per-request dynamic modality selection."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Subcommands of the `mosel` CLI, one module each (see mosel.cli)."""

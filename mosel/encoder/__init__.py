@@ -1,0 +1,1 @@
+"""The encoder side: run one modality's encoder of one model on one device."""

@@ -1,0 +1,290 @@
+"""Profile-driven policies: `aggressive` and `mosel` (DESIGN.md §1 "Online").
+
+Both need the model's cost model and strategy matrix (`model.profiles.cost/.matrix`);
+until they are loaded they behave like `agnostic` and log one warning.
+
+Per job, the *options* are the strategies it may use, each with its per-item
+configurations already fixed:
+- when all items of the job have the same candidate list and the job fits the matrix
+  (size <= max_batch): the matrix row for its size, restricted to strategies whose
+  configurations all are candidates and whose accuracy meets the job's floor; the counts
+  are laid onto the items in the matrix's configuration order;
+- always, as fallbacks that also cover jobs whose items have different candidate sets (or
+  jobs larger than the matrix): every item at its best candidate, and every item at its
+  cheapest single-request candidate (if that meets the floor). Their latency is the cost
+  model's latency of the job's split.
+Accuracy is recomputed from `model.accuracy_of`, so floors are checked against the same
+numbers the dispatcher reports. The best option always meets the floor (build_job refuses
+floors above the best reachable accuracy).
+
+`AggressivePolicy`: every job at its cheapest option.
+
+`MoselPolicy.plan`: predict (mosel.scheduling.predict, round-based) with every job at its
+most accurate option; if no job is predicted to finish after now + m * (deadline - now),
+run everything at full accuracy (m = budget_margin, or budget_margin * (1 -
+upgrade_hysteresis) while some queued job is still degraded, so plans do not flap).
+Otherwise: (1) jobs predicted to miss their deadline even with everyone at the cheapest
+option are put in `self.drops` (the dispatcher should fail them with DEADLINE_EXCEEDED
+without starting them; they are given their cheapest option meanwhile); (2) the jobs up to
+the first predicted miss, extended to `lookahead` jobs, are reassigned with
+mosel.scheduling.reassign under the additive model, option latencies scaled by the
+round/additive ratio of the window at full accuracy; (3) the plan is checked with the
+round-based predictor; while a window job is predicted past its deadline the scale is
+raised and the window re-solved (up to 3 times), then the window falls back to cheapest.
+Jobs after the window run at full accuracy (re-planned next round).
+
+`MoselPolicy.admit`: refuses (DeadlineExceeded) a job predicted to finish after its
+deadline even with itself and every queued job at the cheapest option.
+
+Feedback hooks for the dispatcher: `round_started(jobs, now)` returns the round's predicted
+latency (seconds, uncorrected) and sets `predictor.busy_until`; `round_finished(now,
+measured_s, predicted_s)` updates the correction EWMA.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Sequence
+
+from mosel.errors import DeadlineExceeded
+from mosel.scheduling.predict import Predictor, round_latency
+from mosel.scheduling.reassign import Option, pareto, reassign
+from mosel.selection.jobs import Job
+from mosel.selection.policies import POLICIES, AgnosticPolicy, Policy
+
+log = logging.getLogger(__name__)
+
+FLOOR_TOLERANCE = 1e-9
+
+
+class _ProfiledPolicy(Policy):
+    name = "profiled"
+
+    def __init__(self, max_round_items: int = 32, unit_s: float = 1e-3):
+        self.max_round_items = int(max_round_items)
+        self.unit_s = float(unit_s)
+        self.predictor: Predictor | None = None
+        self.drops: list[Job] = []
+        self._agnostic = AgnosticPolicy()
+        self._warned = False
+        self._profiles_key = None
+        self._options: dict[int, list[Option]] = {}
+
+    # ---- profiles ----------------------------------------------------------------
+    def _ready(self, model) -> bool:
+        profiles = getattr(model, "profiles", None)
+        cost = getattr(profiles, "cost", None)
+        matrix = getattr(profiles, "matrix", None)
+        if cost is None or matrix is None:
+            if not self._warned:
+                log.warning("%s policy: model %s has no cost model / strategy matrix yet; acting as agnostic",
+                            self.name, getattr(model, "name", "?"))
+                self._warned = True
+            return False
+        key = (id(cost), id(matrix))
+        if key != self._profiles_key:
+            old = self.predictor
+            self.predictor = Predictor(cost, self.max_round_items, unit_s=self.unit_s)
+            if old is not None:
+                self.predictor.correction = old.correction
+                self.predictor.busy_until = old.busy_until
+            self._profiles_key = key
+            self._options.clear()
+        return True
+
+    def options(self, job: Job) -> list[Option]:
+        """The job's admissible options, latency ascending, accuracy strictly rising."""
+        cached = self._options.get(job.seq)
+        if cached is not None:
+            return cached
+        model = job.model
+        cost, matrix = model.profiles.cost, model.profiles.matrix
+        known = set(cost.configurations)
+        floor = job.min_accuracy - FLOOR_TOLERANCE
+        b = job.size
+        opts: list[Option] = []
+
+        def add(assignment: list[str]) -> None:
+            acc = sum(model.accuracy_of(c) for c in assignment) / b
+            if acc >= floor:
+                lat = round_latency(cost, self.predictor.split_of(assignment))
+                opts.append(Option(lat, acc, b, tuple(assignment)))
+
+        first = job.items[0].candidates
+        if b <= matrix.max_batch and all(it.candidates == first for it in job.items) \
+                and tuple(matrix.configurations) == tuple(cost.configurations):
+            allowed = set(first)
+            for s in matrix.row(b):
+                used = [c for c, x in zip(matrix.configurations, s.counts) if x]
+                if set(used) <= allowed:
+                    assignment = [c for c, x in zip(matrix.configurations, s.counts) for _ in range(x)]
+                    add(assignment)
+        best = [next((c for c in it.candidates if c in known), it.candidates[0]) for it in job.items]
+        add(best)
+        cheap = [min((c for c in it.candidates if c in known), key=lambda c: cost.latency({c: 1}), default=best[i])
+                 for i, it in enumerate(job.items)]
+        add(cheap)
+        if not opts:  # floor above what the model's accuracies give: run the best anyway
+            opts.append(Option(round_latency(cost, self.predictor.split_of(best)),
+                               sum(model.accuracy_of(c) for c in best) / b, b, tuple(best)))
+        opts = pareto(opts)
+        if len(self._options) > 8192:
+            self._options.clear()
+        self._options[job.seq] = opts
+        return opts
+
+    def forget(self, job: Job) -> None:
+        self._options.pop(job.seq, None)
+
+    @staticmethod
+    def _apply(job: Job, option: Option) -> None:
+        for item, config in zip(job.items, option.payload):
+            item.configuration = config
+
+    # ---- dispatcher feedback ---------------------------------------------------------
+    def round_started(self, jobs: Sequence[Job], now: float) -> float:
+        """Predicted latency (s, uncorrected) of the round about to run; sets busy_until."""
+        for job in jobs:
+            self.forget(job)
+        if self.predictor is None:
+            return 0.0
+        splits = [self.predictor.split_of([it.configuration for it in job.items]) for job in jobs]
+        return self.predictor.round_started(now, splits)
+
+    def round_finished(self, now: float, measured_s: float, predicted_s: float) -> None:
+        if self.predictor is not None:
+            self.predictor.round_finished(now, measured_s, predicted_s)
+
+
+class AggressivePolicy(_ProfiledPolicy):
+    """Every job at the cheapest strategy that meets its floor."""
+
+    name = "aggressive"
+
+    def plan(self, queue: list[Job], now: float) -> None:
+        self.drops = []
+        if not queue or not self._ready(queue[0].model):
+            self._agnostic.plan(queue, now)
+            return
+        for job in queue:
+            self._apply(job, self.options(job)[0])
+
+
+class MoselPolicy(_ProfiledPolicy):
+    """The paper's online scheduler (see the module doc)."""
+
+    name = "mosel"
+
+    def __init__(self, budget_margin: float = 0.91, lookahead: int = 32, upgrade_hysteresis: float = 0.05,
+                 time_cap_s: float = 0.005, max_round_items: int = 32, unit_s: float = 1e-3):
+        super().__init__(max_round_items=max_round_items, unit_s=unit_s)
+        if not 0.0 < budget_margin <= 1.0:
+            raise ValueError(f"budget_margin must be in (0, 1], got {budget_margin}")
+        if not 0.0 <= upgrade_hysteresis < 1.0:
+            raise ValueError(f"upgrade_hysteresis must be in [0, 1), got {upgrade_hysteresis}")
+        self.budget_margin = float(budget_margin)
+        self.lookahead = max(1, int(lookahead))
+        self.upgrade_hysteresis = float(upgrade_hysteresis)
+        self.time_cap_s = time_cap_s
+        self._degraded: set[int] = set()
+        self.last_exact = True
+
+    def admit(self, job: Job, queue: list[Job], now: float) -> None:
+        if not self._ready(job.model):
+            return
+        if job.deadline <= now:
+            raise DeadlineExceeded("deadline already passed at admission")
+        jobs = sorted([*queue, job], key=Job.edf_key)
+        p = self.predictor
+        sizes = [j.size for j in jobs]
+        splits = [p.split_of(self.options(j)[0].payload) for j in jobs]
+        k = jobs.index(job)
+        # only jobs up to this one (and its round) matter for its finish time
+        finish = p.finish_times(sizes[:k + 1 + self.max_round_items], splits[:k + 1 + self.max_round_items], now)
+        if finish[k] > job.deadline:
+            self.forget(job)
+            raise DeadlineExceeded(
+                f"deadline unreachable: predicted finish {1000 * (finish[k] - now):.1f} ms from now with the cheapest "
+                f"configurations, budget {1000 * (job.deadline - now):.1f} ms")
+
+    def plan(self, queue: list[Job], now: float) -> None:
+        self.drops = []
+        if not queue or not self._ready(queue[0].model):
+            self._agnostic.plan(queue, now)
+            return
+        p = self.predictor
+        opts = [self.options(job) for job in queue]
+        sizes = [job.size for job in queue]
+        deadlines = [job.deadline for job in queue]
+        best_splits = [p.split_of(o[-1].payload) for o in opts]
+        margin = self.budget_margin
+        if any(job.seq in self._degraded for job in queue):
+            margin *= 1.0 - self.upgrade_hysteresis
+        miss, finish = p.first_miss(sizes, best_splits, deadlines, now, margin)
+        if miss is None:
+            for job, o in zip(queue, opts):
+                self._apply(job, o[-1])
+            self._degraded = set()
+            return
+
+        # (1) jobs hopeless even at all-cheapest (round-based prediction)
+        cheap_splits = [p.split_of(o[0].payload) for o in opts]
+        hopeless = set(p.hopeless(sizes, cheap_splits, deadlines, now))
+        for k in hopeless:
+            self._apply(queue[k], opts[k][0])
+            self.drops.append(queue[k])
+        live = [k for k in range(len(queue)) if k not in hopeless]
+        if not live:
+            self._degraded = set()
+            return
+        jobs = [queue[k] for k in live]
+        opts = [opts[k] for k in live]
+        sizes = [sizes[k] for k in live]
+        deadlines = [deadlines[k] for k in live]
+        best_splits = [best_splits[k] for k in live]
+        miss, finish = p.first_miss(sizes, best_splits, deadlines, now, margin)
+        if miss is None:
+            for job, o in zip(jobs, opts):
+                self._apply(job, o[-1])
+            self._degraded = set()
+            return
+
+        # (2) reassign the window under the additive model, scaled to the rounds
+        n_win = min(len(jobs), max(miss + 1, self.lookahead))
+        start = p.start_time(now)
+        additive = sum(o[-1].latency for o in opts[:n_win])
+        rounds = finish[n_win - 1] - start
+        per_unit = p.correction * p.unit_s  # seconds per cost unit
+        scale = rounds / (additive * per_unit) if additive > 0 else 1.0
+        scale = max(scale, 1e-3)
+        win_opts = opts[:n_win]
+        chosen = None
+        for _ in range(4):
+            unit = per_unit * scale
+            budgets = [(now + margin * (d - now) - start) / unit for d in deadlines[:n_win]]
+            hard = [(d - start) / unit for d in deadlines[:n_win]]
+            res = reassign(win_opts, budgets, hard, time_cap_s=self.time_cap_s)
+            self.last_exact = res.exact
+            pick = [c if c is not None else o[0] for c, o in zip(res.choice, win_opts)]
+            splits = [p.split_of(o.payload) for o in pick] + best_splits[n_win:]
+            check = p.finish_times(sizes, splits, now)
+            late = [k for k in range(n_win) if res.choice[k] is not None and check[k] > deadlines[k]]
+            if not late:
+                chosen = pick
+                break
+            scale *= 1.25
+        if chosen is None:
+            chosen = [o[0] for o in win_opts]
+        degraded = set()
+        for job, o, full in zip(jobs, chosen, win_opts):
+            self._apply(job, o)
+            if o is not full[-1]:
+                degraded.add(job.seq)
+        for job, o in zip(jobs[n_win:], opts[n_win:]):
+            self._apply(job, o[-1])
+        self._degraded = degraded
+
+
+POLICIES["aggressive"] = AggressivePolicy
+POLICIES["mosel"] = MoselPolicy

@@ -1,0 +1,193 @@
+"""Finish-time prediction for an EDF queue, the way the dispatcher will run it.
+
+The dispatcher (mosel.selection.dispatcher) forms rounds: queued jobs in EDF order are
+taken while the round holds at most `max_round_items` requests; a job is never split and
+round formation stops at the first job that does not fit (no skipping ahead). Every job
+of a round is answered when the round ends. Round formation depends only on job sizes,
+never on the chosen configurations.
+
+A round's latency comes from the cost model applied to the round's combined split:
+- JointCost: one micro-batch per configuration, sum_c L_c(n_c);
+- LateFusionCost: per-encoder loads summed over the round's requests,
+  `latency_of_loads(loads, round size)` (shared = sum, separate = max, plus the head).
+A batch larger than the profiled max_batch is costed as ceil(n / B) batches
+(q * L(B) + L(r)), since no table entry exists for it. Other cost models fall back to
+`cost.latency(split)`.
+
+Cost tables are in milliseconds (profile store convention); `unit_s` converts them to the
+clock's seconds. `correction` scales every prediction: it is an EWMA of measured /
+predicted round latency, fed by `round_finished`. `busy_until` is when the round in
+flight is expected to end (already corrected); the queue starts after it.
+
+A job larger than max_round_items is predicted to run alone in one round (the live
+dispatcher as written would never take such a job; see the issue notes).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+from mosel.costs import CostModel, JointCost, LateFusionCost
+
+
+def _table_at(table: Sequence[float], n: int) -> float:
+    """L(n), extended past the table's end as full batches of the largest size."""
+    if n <= 0:
+        return 0.0
+    top = len(table) - 1
+    if n <= top:
+        return table[n]
+    q, r = divmod(n, top)
+    return q * table[top] + table[r]
+
+
+def round_latency(cost: CostModel, counts: Sequence[int]) -> float:
+    """Latency (cost units) of one round whose combined split is `counts`
+    (aligned to `cost.configurations`)."""
+    if isinstance(cost, JointCost):
+        total = 0.0
+        for c, n in zip(cost.configurations, counts):
+            if n:
+                total += _table_at(cost.config_latency[c], n)
+        return total
+    if isinstance(cost, LateFusionCost):
+        loads = [0] * len(cost.modalities)
+        for encoders, n in zip(cost.config_encoders, counts):
+            for m in encoders:
+                loads[m] += n
+        if max(loads) <= cost.max_batch and sum(counts) <= cost.max_batch:
+            return cost.latency_of_loads(loads, sum(counts))
+        parts = [_table_at(cost.encoder_latency[m], n) for m, n in zip(cost.modalities, loads)]
+        total = sum(parts) if cost.placement == "shared" else max(parts)
+        if cost.head_latency is not None:
+            total += _table_at(cost.head_latency, sum(counts))
+        return total
+    return float(cost.latency(tuple(counts)))
+
+
+def form_rounds(sizes: Sequence[int], max_round_items: int) -> list[tuple[int, int]]:
+    """[start, end) index ranges of the rounds the dispatcher forms from jobs of `sizes`
+    (EDF order): greedy, never splitting a job, stopping at the first job that does not fit."""
+    rounds = []
+    i, n = 0, len(sizes)
+    while i < n:
+        j, items = i, 0
+        while j < n and items + sizes[j] <= max_round_items:
+            items += sizes[j]
+            j += 1
+        if j == i:  # a job larger than a round: predicted to run alone
+            j = i + 1
+        rounds.append((i, j))
+        i = j
+    return rounds
+
+
+class Predictor:
+    """Round-based finish-time predictor with a measured/predicted correction.
+
+    `splits[k]` is job k's split: counts aligned to `cost.configurations`.
+    """
+
+    def __init__(self, cost: CostModel, max_round_items: int = 32, *, unit_s: float = 1e-3,
+                 correction: float = 1.0, ewma: float = 0.2, correction_bounds: tuple[float, float] = (0.5, 4.0)):
+        if max_round_items < 1:
+            raise ValueError(f"max_round_items must be >= 1, got {max_round_items}")
+        if not 0.0 < ewma <= 1.0:
+            raise ValueError(f"ewma must be in (0, 1], got {ewma}")
+        self.cost = cost
+        self.max_round_items = int(max_round_items)
+        self.unit_s = float(unit_s)
+        self.correction = float(correction)
+        self.ewma = float(ewma)
+        self.correction_bounds = correction_bounds
+        self.busy_until = -math.inf
+        self._index = {c: i for i, c in enumerate(cost.configurations)}
+
+    # ---- splits -----------------------------------------------------------------
+    def split_of(self, configurations: Sequence[str]) -> tuple[int, ...]:
+        """Counts (aligned to the cost model) of a list of per-item configurations."""
+        counts = [0] * len(self._index)
+        for c in configurations:
+            try:
+                counts[self._index[c]] += 1
+            except KeyError:
+                raise ValueError(f"configuration {c!r} is not in the cost model {list(self._index)}") from None
+        return tuple(counts)
+
+    def round_seconds(self, splits: Sequence[Sequence[int]]) -> float:
+        """Uncorrected latency in seconds of one round made of jobs with these splits."""
+        combined = [0] * len(self._index)
+        for s in splits:
+            for k, x in enumerate(s):
+                combined[k] += x
+        return round_latency(self.cost, combined) * self.unit_s
+
+    # ---- prediction -------------------------------------------------------------
+    def start_time(self, now: float) -> float:
+        return max(now, self.busy_until)
+
+    def finish_times(self, sizes: Sequence[int], splits: Sequence[Sequence[int]], now: float) -> list[float]:
+        """Predicted finish time of every job (same order as given, which must be EDF)."""
+        if len(sizes) != len(splits):
+            raise ValueError("sizes and splits differ in length")
+        t = self.start_time(now)
+        out = [0.0] * len(sizes)
+        for i, j in form_rounds(sizes, self.max_round_items):
+            t += self.correction * self.round_seconds(splits[i:j])
+            for k in range(i, j):
+                out[k] = t
+        return out
+
+    def first_miss(self, sizes, splits, deadlines: Sequence[float], now: float,
+                   margin: float = 1.0) -> tuple[int | None, list[float]]:
+        """Index of the first job predicted to finish after `now + margin * (deadline - now)`
+        (None if none) and the predicted finish times."""
+        finish = self.finish_times(sizes, splits, now)
+        for k, (f, d) in enumerate(zip(finish, deadlines)):
+            if f > now + margin * (d - now):
+                return k, finish
+        return None, finish
+
+    def hopeless(self, sizes, splits, deadlines, now: float) -> list[int]:
+        """Jobs that miss their deadline even with the given (cheapest) splits, found in EDF
+        order: the earliest-deadline job of the first round predicted to end too late is
+        removed and the rounds from there are formed again."""
+        alive = list(range(len(sizes)))
+        dropped: list[int] = []
+        t = self.start_time(now)
+        pos = 0
+        while pos < len(alive):
+            items, end = 0, pos
+            while end < len(alive) and items + sizes[alive[end]] <= self.max_round_items:
+                items += sizes[alive[end]]
+                end += 1
+            end = max(end, pos + 1)
+            members = alive[pos:end]
+            finish = t + self.correction * self.round_seconds([splits[k] for k in members])
+            late = [k for k in members if deadlines[k] < finish]
+            if late:
+                victim = min(late, key=lambda k: deadlines[k])
+                dropped.append(victim)
+                alive.remove(victim)
+                continue
+            t = finish
+            pos = end
+        return sorted(dropped)
+
+    # ---- feedback from the dispatcher ----------------------------------------------
+    def round_started(self, now: float, splits: Sequence[Sequence[int]]) -> float:
+        """The dispatcher starts a round: returns its uncorrected predicted latency (s)
+        and sets busy_until to the corrected predicted end."""
+        predicted = self.round_seconds(splits)
+        self.busy_until = now + self.correction * predicted
+        return predicted
+
+    def round_finished(self, now: float, measured_s: float, predicted_s: float) -> None:
+        """The round ended: fold measured / predicted into the correction EWMA."""
+        self.busy_until = now
+        if predicted_s > 0 and measured_s > 0 and math.isfinite(measured_s):
+            ratio = measured_s / predicted_s
+            lo, hi = self.correction_bounds
+            value = (1.0 - self.ewma) * self.correction + self.ewma * ratio
+            self.correction = min(hi, max(lo, value))

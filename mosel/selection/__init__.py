@@ -1,0 +1,1 @@
+"""The selection service's logic: admission, EDF queue, policies, batching, fusion."""

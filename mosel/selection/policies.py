@@ -1,0 +1,53 @@
+"""Scheduling policies: which configuration each queued request runs with.
+
+`agnostic` is the paper's baseline: every request computes every modality it may
+use; late jobs are dropped by the dispatcher. Policies see the queue in EDF order
+and only touch jobs that have not started.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from mosel.modalities import config_modalities
+from mosel.selection.jobs import Job
+
+
+class Policy(ABC):
+    name = "base"
+
+    def admit(self, job: Job, queue: list[Job], now: float) -> None:
+        """Raise (e.g. DeadlineExceeded) to refuse a job at once. Default: admit."""
+
+    @abstractmethod
+    def plan(self, queue: list[Job], now: float) -> None:
+        """Set `item.configuration` for every item of every (not started) job in `queue`."""
+
+
+def full_configuration(candidates: list[str]) -> str:
+    """The candidate with the most modalities (ties: the more accurate, listed first)."""
+    return max(candidates, key=lambda c: len(config_modalities(c)))
+
+
+class AgnosticPolicy(Policy):
+    name = "agnostic"
+
+    def plan(self, queue: list[Job], now: float) -> None:
+        for job in queue:
+            for item in job.items:
+                item.configuration = full_configuration(item.candidates)
+
+
+POLICIES: dict[str, type[Policy]] = {"agnostic": AgnosticPolicy}
+
+
+def make_policy(name: str, **kwargs) -> Policy:
+    try:
+        return POLICIES[name](**kwargs)
+    except KeyError:
+        raise ValueError(f"unknown policy {name!r}; choose from {sorted(POLICIES)}") from None
+
+
+# Profile-driven policies (aggressive, mosel) register themselves in POLICIES on import;
+# a plain module import keeps this cycle-safe whichever module is imported first.
+import mosel.scheduling.policies  # noqa: E402,F401

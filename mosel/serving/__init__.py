@@ -1,0 +1,1 @@
+"""Plumbing shared by every service: server lifecycle, flags, wire tensors."""

@@ -1,0 +1,281 @@
+"""Discrete-event simulator of one model's dispatcher, on a virtual clock.
+
+It runs the same policy classes (mosel.selection.policies.POLICIES) and the same round
+formation as mosel.selection.dispatcher, against a cost model instead of encoders:
+- a job arrives: `policy.admit(job, queue, now)` (a raised MoselError = refused);
+- whenever the server is idle and the queue is not empty a round is formed at time `now`:
+  jobs whose deadline has passed are failed and never started ("expired"); `policy.plan`
+  sets every queued item's configuration; jobs the policy lists in `policy.drops` are
+  failed without starting ("dropped"); then jobs are taken in EDF order while the round
+  holds at most `max_round_items` requests (never splitting a job, stopping at the first
+  job that does not fit; a job larger than a round runs alone);
+- the round takes round_latency(cost, combined split) * unit_s seconds, times an optional
+  measurement noise factor exp(N(log(bias), noise)); all its jobs finish when it ends
+  ("served" when by their deadline, else "late"). Policies with the hooks get
+  `round_started` / `round_finished` (measured vs predicted latency), as the live
+  dispatcher should call them.
+
+Every job gets exactly one outcome. Jobs are mosel.selection.jobs.Job / Item objects whose
+`model` is a `SimModel` exposing what policies use (name, configurations,
+accuracy_of, profiles.cost, profiles.matrix).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+import statistics
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Mapping, Sequence
+
+from mosel.errors import MoselError
+from mosel.scheduling.predict import round_latency
+from mosel.selection.jobs import Item, Job
+
+STATUSES = ("served", "late", "expired", "dropped", "refused")
+
+
+class SimModel:
+    """A served model as far as the policies are concerned."""
+
+    def __init__(self, name: str, cost, matrix, accuracies: Mapping[str, float]):
+        self.name = name
+        self.configurations = sorted(cost.configurations, key=lambda c: -accuracies[c])
+        self.full_configuration = max(cost.configurations, key=lambda c: len(c.split("+")))
+        self._accuracy = dict(accuracies)
+        self.profiles = SimpleNamespace(cost=cost, matrix=matrix, accuracy=self._accuracy)
+        self.has_accuracy_profile = True
+
+    def accuracy_of(self, configuration: str) -> float:
+        return self._accuracy.get(configuration, 0.0)
+
+
+def paper_model(max_batch: int = 32) -> SimModel:
+    """The paper's TVLT stand-in (mosel.paper): joint cost model and its exact matrix."""
+    from mosel import paper
+    from mosel.solver import solve_matrix
+
+    cost = paper.joint_cost()
+    matrix = solve_matrix(cost, paper.ACCURACIES, max_batch=max_batch, step=paper.TARGET_STEP)
+    return SimModel(paper.MODEL, cost, matrix, paper.ACCURACIES)
+
+
+@dataclass
+class SimJob:
+    """Input: arrival and deadline in seconds of virtual time."""
+
+    arrival: float
+    size: int
+    min_accuracy: float
+    deadline: float
+    candidates: Sequence[str] | None = None  # default: every configuration of the model
+    id: str = ""
+
+
+@dataclass
+class Outcome:
+    id: str
+    arrival: float
+    size: int
+    deadline: float
+    min_accuracy: float
+    status: str = ""
+    started: float | None = None
+    finish: float | None = None
+    configurations: list[str] = field(default_factory=list)
+    accuracy: float | None = None
+
+    @property
+    def on_time(self) -> bool:
+        return self.status == "served"
+
+    @property
+    def good(self) -> bool:
+        return self.status == "served" and self.accuracy is not None and self.accuracy >= self.min_accuracy - 1e-9
+
+
+@dataclass
+class Summary:
+    jobs: int
+    requests: int
+    counts: dict[str, int]
+    duration_s: float
+    throughput_rps: float  # requests finished (on time or late) per second
+    goodput_rps: float  # requests finished by their deadline with the floor met, per second
+    miss_rate: float  # jobs not finished by their deadline (late, expired, dropped, refused) / jobs
+    mean_jct_ms: float
+    p99_jct_ms: float
+    mean_accuracy: float  # request-weighted, over finished requests
+    floor_violations: int
+    rounds: int
+
+
+@dataclass
+class SimResult:
+    outcomes: list[Outcome]
+    summary: Summary
+
+
+def make_job(model: SimModel, spec: SimJob, index: int) -> Job:
+    cands = list(spec.candidates) if spec.candidates else list(model.configurations)
+    cands.sort(key=lambda c: -model.accuracy_of(c))
+    items = [Item(id=f"{spec.id or index}-{k}", inputs={}, candidates=list(cands), index=k) for k in range(spec.size)]
+    return Job(id=spec.id or str(index), model=model, items=items, received=spec.arrival, deadline=spec.deadline,
+               min_accuracy=spec.min_accuracy)
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    k = min(len(s) - 1, max(0, math.ceil(q / 100.0 * len(s)) - 1))
+    return s[k]
+
+
+def simulate(specs: Sequence[SimJob], policy, model: SimModel, *, max_round_items: int = 32,
+             unit_s: float = 1e-3, noise: float = 0.0, bias: float = 1.0, seed: int = 0) -> SimResult:
+    rng = random.Random(seed)
+    order = sorted(range(len(specs)), key=lambda i: (specs[i].arrival, i))
+    jobs = {i: make_job(model, specs[i], i) for i in order}
+    out = {i: Outcome(jobs[i].id, specs[i].arrival, specs[i].size, specs[i].deadline, specs[i].min_accuracy)
+           for i in order}
+    index_of = {id(job): i for i, job in jobs.items()}
+    cost = model.profiles.cost
+    cfg_index = {c: k for k, c in enumerate(cost.configurations)}
+    heap: list[tuple[tuple, int, Job]] = []
+    in_flight: list[Job] = []
+    busy_end = math.inf
+    predicted_s = 0.0
+    actual_s = 0.0
+    rounds = 0
+
+    def settle(job: Job, status: str, now: float | None = None) -> None:
+        o = out[index_of[id(job)]]
+        if o.status:
+            raise RuntimeError(f"job {job.id} settled twice")
+        o.status = status
+        if status in ("served", "late"):
+            o.started, o.finish = job.started, now
+            o.configurations = [it.configuration for it in job.items]
+            o.accuracy = sum(model.accuracy_of(c) for c in o.configurations) / job.size
+
+    def queue() -> list[Job]:
+        return [job for _, _, job in sorted(heap)]
+
+    def start_round(now: float) -> None:
+        nonlocal busy_end, predicted_s, actual_s, rounds, heap
+        while heap and heap[0][2].deadline <= now:
+            settle(heapq.heappop(heap)[2], "expired")
+        if not heap:
+            return
+        policy.plan(queue(), now)
+        drops = {id(j) for j in getattr(policy, "drops", ()) or ()}
+        if drops:
+            kept = []
+            for entry in heap:
+                if id(entry[2]) in drops:
+                    settle(entry[2], "dropped")
+                else:
+                    kept.append(entry)
+            heap = kept
+            heapq.heapify(heap)
+        taken, items = [], 0
+        while heap and (items + heap[0][2].size <= max_round_items or not taken):
+            job = heapq.heappop(heap)[2]
+            items += job.size
+            taken.append(job)
+            if items > max_round_items:
+                break
+        if not taken:
+            return
+        counts = [0] * len(cfg_index)
+        for job in taken:
+            job.started = now
+            for it in job.items:
+                counts[cfg_index[it.configuration]] += 1
+        hook = getattr(policy, "round_started", None)
+        predicted_s = hook(taken, now) if hook else 0.0
+        actual_s = round_latency(cost, counts) * unit_s
+        if noise > 0 or bias != 1.0:
+            actual_s *= math.exp(rng.gauss(math.log(bias), noise))
+        in_flight[:] = taken
+        busy_end = now + actual_s
+        rounds += 1
+
+    pos = 0
+    now = 0.0
+    while pos < len(order) or heap or in_flight:
+        next_arrival = specs[order[pos]].arrival if pos < len(order) else math.inf
+        if in_flight and busy_end <= next_arrival:
+            now = busy_end
+            for job in in_flight:
+                settle(job, "served" if now <= job.deadline else "late", now)
+            in_flight.clear()
+            busy_end = math.inf
+            hook = getattr(policy, "round_finished", None)
+            if hook:
+                hook(now, actual_s, predicted_s)
+            start_round(now)
+        elif pos < len(order):
+            i = order[pos]
+            pos += 1
+            now = max(now, specs[i].arrival)
+            job = jobs[i]
+            try:
+                policy.admit(job, queue(), now)
+            except MoselError:
+                settle(job, "refused")
+            else:
+                heapq.heappush(heap, (job.edf_key(), job.seq, job))
+            if not in_flight:
+                start_round(now)
+        else:  # idle, no arrivals left, queue not empty (e.g. all expired): form rounds
+            before = len(heap)
+            start_round(now)
+            if not in_flight and len(heap) == before:
+                raise RuntimeError("simulator made no progress")
+
+    outcomes = [out[i] for i in order]
+    return SimResult(outcomes, summarize(outcomes, rounds))
+
+
+def summarize(outcomes: Sequence[Outcome], rounds: int = 0) -> Summary:
+    counts = {s: 0 for s in STATUSES}
+    for o in outcomes:
+        counts[o.status] += 1
+    finished = [o for o in outcomes if o.finish is not None]
+    t0 = min((o.arrival for o in outcomes), default=0.0)
+    t1 = max([o.arrival for o in outcomes] + [o.finish for o in finished], default=0.0)
+    duration = max(t1 - t0, 1e-9)
+    jct = [(o.finish - o.arrival) * 1000.0 for o in finished]
+    done_req = sum(o.size for o in finished)
+    acc = sum(o.accuracy * o.size for o in finished) / done_req if done_req else float("nan")
+    return Summary(
+        jobs=len(outcomes), requests=sum(o.size for o in outcomes), counts=counts, duration_s=duration,
+        throughput_rps=done_req / duration, goodput_rps=sum(o.size for o in outcomes if o.good) / duration,
+        miss_rate=sum(1 for o in outcomes if not o.on_time) / max(1, len(outcomes)),
+        mean_jct_ms=statistics.fmean(jct) if jct else float("nan"), p99_jct_ms=_percentile(jct, 99),
+        mean_accuracy=acc,
+        floor_violations=sum(1 for o in finished if o.accuracy < o.min_accuracy - 1e-9), rounds=rounds)
+
+
+def paper_workload(model: SimModel, rate_jobs_s: float, duration_s: float, *, seed: int = 0,
+                   slack_ms: float = 17.0, max_size: int = 32, unit_s: float = 1e-3) -> list[SimJob]:
+    """The paper's synthetic workload: Poisson arrivals, size max(1, int(Normal(1, 6))),
+    floor uniform in [best - 0.03, best], deadline = arrival + full-modality latency of the
+    job size + slack."""
+    rng = random.Random(seed)
+    cost = model.profiles.cost
+    full = model.full_configuration
+    best = model.accuracy_of(model.configurations[0])
+    t, out = 0.0, []
+    while True:
+        t += rng.expovariate(rate_jobs_s)
+        if t > duration_s:
+            return out
+        b = min(max_size, max(1, int(rng.gauss(1.0, 6.0))))
+        floor = rng.uniform(best - 0.03, best)
+        deadline = t + (cost.latency({full: b}) + slack_ms) * unit_s
+        out.append(SimJob(arrival=t, size=b, min_accuracy=floor, deadline=deadline, id=f"j{len(out)}"))

@@ -1,0 +1,1 @@
+"""Generated gRPC stubs of package mosel.v1 (see mosel.protogen)."""

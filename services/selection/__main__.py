@@ -1,0 +1,103 @@
+"""Run the selection service: admission, scheduling, batching, fusion."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from mosel import ext
+from mosel.errors import Unavailable
+from mosel.packs.checkpoint import CheckpointError
+from mosel.selection.dispatcher import Dispatcher
+from mosel.selection.encoders import EncoderPool, parse_encoder_flags
+from mosel.selection.models import ServedModel
+from mosel.selection.policies import POLICIES, make_policy
+from mosel.selection.profiles import ProfileSync
+from mosel.selection.service import SelectionServicer
+from mosel.selection.stats import ServingStats
+from mosel.serving.flags import apply_threads, common_parser, setup_logging
+from mosel.serving.readiness import write_ready_file
+from mosel.serving.server import Registration, install_signal_handlers, start_server
+from mosel.store.client import ProfileStoreClient
+from mosel.v1 import selection_pb2_grpc
+
+log = logging.getLogger("services.selection")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = common_parser("MOSEL selection service: per-request modality selection, EDF scheduling, fusion.",
+                           default_port=50050)
+    parser.add_argument("--model", action="append", default=None,
+                        help="model to serve (repeatable; default: every model in the profile store)")
+    parser.add_argument("--encoder", action="append", default=[], metavar="[MODEL/]MODALITY=HOST:PORT[,HOST:PORT]",
+                        help="encoder replicas for a modality (repeatable)")
+    parser.add_argument("--policy", default="agnostic", choices=sorted(POLICIES), help="scheduling policy")
+    parser.add_argument("--default-budget-ms", type=float, default=1000.0,
+                        help="deadline budget for requests that set none (default 1000)")
+    parser.add_argument("--max-job-size", type=int, default=32, help="largest job accepted (default 32)")
+    parser.add_argument("--max-round", type=int, default=32, help="most requests per encoder batch (default 32)")
+    parser.add_argument("--max-queue", type=int, default=4096, help="queued requests before RESOURCE_EXHAUSTED")
+    parser.add_argument("--home", default=None, help="state directory holding checkpoints (default $MOSEL_HOME)")
+    parser.add_argument("--wait-s", type=float, default=60.0, help="how long to wait for the store and encoders")
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level, "selection")
+    apply_threads(args.threads)
+    if args.max_job_size > args.max_round:
+        parser.error("--max-job-size must not exceed --max-round (a job is never split across rounds)")
+
+    store = ProfileStoreClient(args.profile_store)
+    try:
+        store.wait_ready(args.wait_s)
+        names = args.model or [m.name for m in store.list_models()]
+        if not names:
+            log.error("the profile store at %s holds no model; run `mosel demo` or register one", args.profile_store)
+            return 2
+        models = {name: ServedModel.load(name, home=args.home) for name in names}
+        encoder_flags = parse_encoder_flags(args.encoder, default_model=names[0])
+        pools = {}
+        for name, model in models.items():
+            addresses = encoder_flags.get(name, {})
+            missing = set(model.pack.modality_names) - set(addresses)
+            if missing:
+                log.error("model %s: no --encoder given for %s", name, sorted(missing))
+                return 2
+            pools[name] = EncoderPool(name, addresses, args.max_message_mb * 1024 * 1024)
+            pools[name].wait_serving(args.wait_s)
+    except (CheckpointError, Unavailable, ValueError) as exc:
+        log.error("cannot start: %s", exc)
+        return 2
+
+    ext.load_ops()
+    sync = ProfileSync(store, models)
+    sync.load_all()
+    sync.start()
+    stats = ServingStats()
+    # Predicting policies must form rounds exactly as the dispatcher does.
+    policy_options = {} if args.policy == "agnostic" else {"max_round_items": args.max_round}
+    dispatchers = {
+        name: Dispatcher(model, pools[name], make_policy(args.policy, **policy_options), stats,
+                         max_round_items=args.max_round, max_queue_items=args.max_queue)
+        for name, model in models.items()
+    }
+    servicer = SelectionServicer(dispatchers, stats, args.policy, default_budget_ms=args.default_budget_ms,
+                                 max_job_size=args.max_job_size)
+    running = start_server(
+        [Registration(servicer, selection_pb2_grpc.add_SelectionServiceServicer_to_server, "mosel.v1.SelectionService")],
+        host=args.host, port=args.port, max_message_bytes=args.max_message_mb * 1024 * 1024,
+    )
+    install_signal_handlers(running, args.grace_s)
+    running.set_serving(True)
+    log.info("serving %s on %s:%d with policy %s", sorted(models), args.host, running.port, args.policy)
+    write_ready_file(args.ready_file, running.port)
+    running.wait()
+    sync.stop()
+    for d in dispatchers.values():
+        d.stop()
+    for p in pools.values():
+        p.close()
+    store.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,257 @@
+"""Scheduling core: prediction, reassignment, policies and the discrete-event simulator."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+from types import SimpleNamespace
+
+import pytest
+
+from mosel import paper
+from mosel.errors import DeadlineExceeded
+from mosel.scheduling.predict import Predictor, form_rounds, round_latency
+from mosel.scheduling.reassign import Option, reassign
+from mosel.scheduling.policies import AggressivePolicy, MoselPolicy
+from mosel.selection.policies import POLICIES, make_policy
+from mosel import simulator as S
+
+FULL = "audio+video"
+
+
+@pytest.fixture(scope="module")
+def model():
+    return S.paper_model()
+
+
+def _job(model, i, size, deadline, floor=0.0, arrival=0.0, candidates=None):
+    return S.make_job(model, S.SimJob(arrival=arrival, size=size, min_accuracy=floor, deadline=deadline,
+                                      candidates=candidates, id=f"t{i}"), i)
+
+
+def test_registered():
+    assert {"agnostic", "aggressive", "mosel"} <= set(POLICIES)
+    assert isinstance(make_policy("mosel", budget_margin=0.8), MoselPolicy)
+
+
+# ---------------------------------------------------------------- prediction
+
+
+def test_round_formation_matches_dispatcher_rule():
+    assert form_rounds([20, 20, 5, 8], 32) == [(0, 1), (1, 3), (3, 4)]
+    assert form_rounds([40, 1], 32) == [(0, 1), (1, 2)]  # oversized job alone
+
+
+def test_prediction_edf_rounds_and_backlog(model):
+    cost = model.profiles.cost
+    p = Predictor(cost, max_round_items=32)
+    full = p.split_of([FULL])
+    sizes = [20, 10, 5, 1]
+    splits = [tuple(x * n for x in full) for n in sizes]
+    finish = p.finish_times(sizes, splits, now=1.0)
+    assert finish == sorted(finish)  # EDF order: never earlier than a job ahead
+    r1 = round_latency(cost, [30, 0, 0]) * 1e-3  # jobs 0 and 1 share round 1
+    r2 = round_latency(cost, [6, 0, 0]) * 1e-3
+    assert finish[0] == finish[1] == pytest.approx(1.0 + r1)
+    assert finish[2] == finish[3] == pytest.approx(1.0 + r1 + r2)
+    # a round in flight delays everything; the correction scales the queued rounds
+    p.busy_until = 1.5
+    p.correction = 2.0
+    f2 = p.finish_times(sizes, splits, now=1.0)
+    assert f2[0] == pytest.approx(1.5 + 2 * r1)
+    # the correction follows measured/predicted
+    q = Predictor(cost, ewma=0.5)
+    q.round_finished(0.0, measured_s=0.3, predicted_s=0.1)
+    assert q.correction == pytest.approx(2.0)
+
+
+# ---------------------------------------------------------------- reassignment
+
+
+def _brute(options, budgets):
+    best = None
+    for combo in itertools.product(*options):
+        t, ok = 0.0, True
+        for o, b in zip(combo, budgets):
+            t += o.latency
+            if t > b + 1e-12:
+                ok = False
+                break
+        if ok:
+            v = sum(o.value for o in combo)
+            best = v if best is None else max(best, v)
+    return best
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_reassign_equals_brute_force(seed):
+    rng = random.Random(seed)
+    n = rng.randint(1, 6)
+    options, cheapest = [], []
+    for _ in range(n):
+        size = rng.randint(1, 8)
+        k = rng.randint(1, 4)
+        opts = [Option(rng.uniform(1, 20), rng.uniform(0.6, 0.8), size) for _ in range(k)]
+        options.append(opts)
+        cheapest.append(min(o.latency for o in opts))
+    budgets, t = [], 0.0
+    for c in cheapest:  # all-cheapest feasible, with random room above it
+        t += c
+        budgets.append(t + rng.uniform(0, 25))
+    budgets = [max(budgets[: i + 1]) if rng.random() < 0.2 else b for i, b in enumerate(budgets)]
+    res = reassign(options, budgets)
+    assert res.exact and not res.infeasible
+    want = _brute(options, budgets)
+    assert res.value == pytest.approx(want, abs=1e-9)
+    t = 0.0
+    for o, b in zip(res.choice, budgets):
+        t += o.latency
+        assert t <= b + 1e-9
+    greedy = reassign(options, budgets, force_greedy=True)
+    assert greedy.value <= want + 1e-9  # feasible, never better than the optimum
+    t = 0.0
+    for o, b in zip(greedy.choice, budgets):
+        t += o.latency
+        assert t <= b + 1e-9
+
+
+def test_reassign_reports_unreachable_jobs():
+    a = [Option(10, 0.7, 1), Option(20, 0.74, 1)]
+    res = reassign([a, a, a], budgets=[15, 16, 40])
+    assert res.infeasible == [1]  # even at cheapest: 10 + 10 > 16
+    assert res.choice[1] is None
+    assert res.choice[0].latency == 10 and res.choice[2].latency == 20  # 10 + 20 <= 40
+
+
+# ---------------------------------------------------------------- policies
+
+
+def test_admission_refuses_unreachable_deadline(model):
+    pol = MoselPolicy()
+    queue = [_job(model, i, 8, deadline=5.0) for i in range(10)]
+    tight = _job(model, 99, 1, deadline=0.004)  # < one b=1 audio batch (6.1 ms)
+    with pytest.raises(DeadlineExceeded):
+        pol.admit(tight, [], 0.0)
+    urgent = _job(model, 98, 1, deadline=0.5)
+    pol.admit(urgent, queue, 0.0)  # EDF puts it first: reachable
+    late = _job(model, 97, 4, deadline=5.0 + 1e-3)  # behind 80 requests: fine at cheapest within 5 s
+    pol.admit(late, queue, 0.0)
+    behind = _job(model, 96, 4, deadline=0.05)
+    pol.predictor.busy_until = 0.2  # a round in flight until t = 0.2
+    with pytest.raises(DeadlineExceeded):
+        pol.admit(behind, [], 0.0)
+
+
+def test_floors_respected_and_candidates_mapped(model):
+    rng = random.Random(3)
+    for name in ("agnostic", "aggressive", "mosel"):
+        pol = make_policy(name)
+        jobs = []
+        for i in range(40):
+            size = rng.randint(1, 12)
+            floor = rng.uniform(0.70, 0.7432)
+            cands = ["audio+video", "audio"] if i % 5 == 0 else None
+            jobs.append(_job(model, i, size, deadline=rng.uniform(0.01, 0.4), floor=floor, candidates=cands))
+        jobs.sort(key=lambda j: j.edf_key())
+        pol.plan(jobs, 0.0)
+        for job in jobs:
+            configs = [it.configuration for it in job.items]
+            assert all(c in it.candidates for c, it in zip(configs, job.items))
+            acc = sum(model.accuracy_of(c) for c in configs) / job.size
+            assert acc >= job.min_accuracy - 1e-9, (name, job.id)
+
+
+def test_policies_without_profiles_act_agnostic(caplog):
+    bare = SimpleNamespace(name="bare", profiles=SimpleNamespace(cost=None, matrix=None),
+                           accuracy_of=lambda c: 0.5, configurations=[FULL, "audio", "video"])
+    for cls in (AggressivePolicy, MoselPolicy):
+        pol = cls()
+        with caplog.at_level(logging.WARNING):
+            for _ in range(3):
+                job = S.make_job(bare, S.SimJob(0.0, 3, 0.0, 1.0), 0)
+                pol.admit(job, [], 0.0)
+                pol.plan([job], 0.0)
+                assert [it.configuration for it in job.items] == [FULL] * 3
+        assert sum(cls.name in r.getMessage() for r in caplog.records) == 1
+        caplog.clear()
+
+
+def test_mosel_drops_hopeless_and_degrades_under_pressure(model):
+    pol = MoselPolicy()
+    hopeless = _job(model, 0, 4, deadline=0.001)
+    queue = [hopeless] + [_job(model, i, 4, deadline=0.09) for i in range(1, 4)]
+    pol.plan(queue, 0.0)
+    assert pol.drops == [hopeless]
+    # the others fit only if degraded: 12 requests at full ~ 113 ms, audio-only ~ 47 ms
+    kept = [j for j in queue if j is not hopeless]
+    assert any(it.configuration != FULL for j in kept for it in j.items)
+    p = pol.predictor
+    splits = [p.split_of([it.configuration for it in j.items]) for j in kept]
+    finish = p.finish_times([j.size for j in kept], splits, 0.0)
+    assert all(f <= j.deadline for f, j in zip(finish, kept))
+
+
+# ---------------------------------------------------------------- simulator
+
+
+def _check_outcomes(result, specs):
+    assert len(result.outcomes) == len(specs)
+    assert sorted(o.id for o in result.outcomes) == sorted(s.id for s in specs)
+    assert sum(result.summary.counts.values()) == len(specs)
+    for o in result.outcomes:
+        assert o.status in S.STATUSES
+        if o.status in ("expired", "dropped", "refused"):
+            assert o.started is None and o.finish is None  # expired work never started
+        else:
+            assert o.started is not None and o.finish is not None and o.started >= o.arrival
+
+
+def test_simulator_mosel_beats_agnostic_under_overload(model):
+    specs = S.paper_workload(model, rate_jobs_s=80, duration_s=4.0, seed=5)
+    results = {}
+    for name in ("agnostic", "aggressive", "mosel"):
+        res = S.simulate(specs, make_policy(name), model, noise=0.05, seed=1)
+        _check_outcomes(res, specs)
+        assert res.summary.floor_violations == 0
+        results[name] = res.summary
+    ag, mo = results["agnostic"], results["mosel"]
+    assert ag.miss_rate > 0.8  # agnostic cannot sustain this load
+    assert mo.miss_rate < ag.miss_rate - 0.2
+    assert mo.goodput_rps > 3 * ag.goodput_rps
+    assert mo.counts["late"] + mo.counts["expired"] < 0.05 * mo.jobs
+    assert mo.p99_jct_ms < ag.p99_jct_ms
+
+
+def test_simulator_expired_not_started(model):
+    # a 32-request job occupies the server; a tiny job with a 10 ms deadline expires queued
+    specs = [S.SimJob(0.0, 32, 0.0, 10.0, id="big"), S.SimJob(0.001, 1, 0.0, 0.011, id="small")]
+    res = S.simulate(specs, make_policy("agnostic"), model)
+    _check_outcomes(res, specs)
+    small = next(o for o in res.outcomes if o.id == "small")
+    assert small.status == "expired" and small.started is None
+    res = S.simulate(specs, make_policy("mosel"), model)  # mosel refuses it at arrival
+    _check_outcomes(res, specs)
+    assert next(o for o in res.outcomes if o.id == "small").status == "refused"
+
+
+def test_upgrade_after_burst_drains(model):
+    burst = S.paper_workload(model, rate_jobs_s=150, duration_s=1.0, seed=7)
+    quiet = [S.SimJob(3.0 + 0.2 * k, 2, 0.70, 3.0 + 0.2 * k + 0.2, id=f"q{k}") for k in range(10)]
+    specs = burst + quiet
+    res = S.simulate(specs, make_policy("mosel"), model)
+    _check_outcomes(res, specs)
+    during = [o for o in res.outcomes if o.id.startswith("j") and o.finish is not None]
+    assert any(c != FULL for o in during for c in o.configurations)  # degraded in the burst
+    after = [o for o in res.outcomes if o.id.startswith("q")]
+    assert all(o.status == "served" and o.configurations == [FULL] * 2 for o in after)
+
+
+def test_reassign_beats_greedy_where_greedy_is_suboptimal():
+    base = Option(1.0, 0.50, 100)
+    options = [[base, Option(7.0, 0.566, 100)], [base, Option(6.0, 0.55, 100)], [base, Option(6.0, 0.55, 100)]]
+    budgets = [13.0, 13.0, 13.0]
+    greedy = reassign(options, budgets, force_greedy=True)
+    best = reassign(options, budgets)
+    assert greedy.value == pytest.approx(156.6)  # the best-ratio upgrade blocks the other two
+    assert best.value == pytest.approx(_brute(options, budgets)) == pytest.approx(160.0)
