@@ -118,13 +118,19 @@ class Stack:
             self.services[name] = svc
             encoders.append(svc)
         self._wait(encoders, timeout_s)
-        args = ["--port", str(self.ports.get("selection", 0)), "--profile-store", self.endpoint("profile_store"),
-                "--model", self.model, "--policy", self.policy, *self.selection_args]
-        for svc in encoders:
-            args += ["--encoder", f"{svc.name.removeprefix('encoder_')}={svc.address}"]
-        sel = launch("selection", "services.selection", args, self.log_dir, self.env)
-        self.services[sel.name] = sel
-        self._wait([sel], timeout_s)
+        self.start_selection("selection", self.policy, timeout_s)
+
+    def start_selection(self, name: str, policy: str, timeout_s: float = 120.0) -> str:
+        """A selection service with `policy` on the running store and encoders; returns its address.
+        Several can run side by side (e.g. one per policy, for comparisons on the same encoders)."""
+        args = ["--port", str(self.ports.get(name, 0)), "--profile-store", self.endpoint("profile_store"),
+                "--model", self.model, "--policy", policy, *self.selection_args]
+        for modality in self.modalities:
+            args += ["--encoder", f"{modality}={self.endpoint('encoder_' + modality)}"]
+        svc = launch(name, "services.selection", args, self.log_dir, self.env)
+        self.services[name] = svc
+        self._wait([svc], timeout_s)
+        return svc.address
 
     def _wait(self, services: list[ServiceProcess], timeout_s: float) -> None:
         try:

@@ -41,7 +41,7 @@ def profile(tiny_model_home):
 
 @pytest.fixture(scope="module")
 def accuracy_pb(tiny_model_home, manifest):
-    return accuracy_proto(MODEL, ensure_evaluated(MODEL, tiny_model_home, manifest), manifest)
+    return accuracy_proto(MODEL, ensure_evaluated(MODEL, tiny_model_home), manifest)
 
 
 def test_profile_is_accepted_by_the_store_validator(profile, manifest_pb, manifest):

@@ -255,3 +255,86 @@ def test_reassign_beats_greedy_where_greedy_is_suboptimal():
     best = reassign(options, budgets)
     assert greedy.value == pytest.approx(156.6)  # the best-ratio upgrade blocks the other two
     assert best.value == pytest.approx(_brute(options, budgets)) == pytest.approx(160.0)
+
+
+# ---------------------------------------------------------------- fast paths (issue #5)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_incremental_prediction_equals_full(model, seed):
+    rng = random.Random(seed)
+    cost = model.profiles.cost
+    p = Predictor(cost, max_round_items=32)
+    p.busy_until = rng.choice([-1.0, 0.3])
+    p.correction = rng.uniform(0.7, 1.5)
+    configs = list(cost.configurations)
+    n = rng.randint(1, 60)
+    sizes = [max(1, int(rng.gauss(1, 6))) for _ in range(n)]
+    sizes[rng.randrange(n)] = rng.choice([sizes[0], 40])  # sometimes an oversized job
+
+    def rand_splits():
+        return [p.split_of([rng.choice(configs) for _ in range(s)]) for s in sizes]
+
+    base_splits = rand_splits()
+    base = p.finish_times(sizes, base_splits, now=0.1)
+    ref = Predictor(cost, max_round_items=32)  # fresh caches: the same numbers from scratch
+    ref.busy_until, ref.correction = p.busy_until, p.correction
+    assert base == ref.finish_times(sizes, base_splits, now=0.1)
+    for _ in range(5):
+        first = rng.randrange(n + 1)
+        new = base_splits[:first] + rand_splits()[first:]
+        full = ref.finish_times(sizes, new, now=0.1)
+        assert p.finish_from(sizes, new, 0.1, base, first) == full  # bit for bit
+        upto = rng.randint(1, n)
+        part = p.finish_from(sizes, new, 0.1, base, first, upto=upto)
+        assert part[:upto] == full[:upto]
+        assert p.finish_times(sizes, new, 0.1, upto=upto)[:upto] == full[:upto]
+    # the hopeless fast path agrees with the removal loop
+    deadlines = [f + rng.uniform(-0.02, 0.05) for f in base]
+    assert p.hopeless(sizes, base_splits, deadlines, 0.1) == ref.hopeless(sizes, base_splits, deadlines, 0.1)
+
+
+def _brute_options(options, budgets):
+    return _brute(options, budgets)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_reassign_dp_exact_with_ties_and_single_options(seed):
+    # integer latencies and few accuracy levels: many exact ties in time and value
+    rng = random.Random(1000 + seed)
+    n = rng.randint(1, 7)
+    options, t, budgets = [], 0.0, []
+    for _ in range(n):
+        size = rng.randint(1, 4)
+        k = rng.choice([1, 1, 2, 3, 5])
+        opts = [Option(float(rng.randint(1, 6)), rng.choice([0.66, 0.7232, 0.7432]), size) for _ in range(k)]
+        options.append(opts)
+        t += min(o.latency for o in opts)
+        budgets.append(t + rng.randint(0, 8))
+    res = reassign(options, budgets, time_cap_s=None)
+    want = _brute_options(options, budgets)
+    assert res.exact and res.value == pytest.approx(want, abs=1e-9)
+    pres = reassign([__import__("mosel.scheduling.reassign", fromlist=["pareto"]).pareto(o) for o in options],
+                    budgets, presorted=True, time_cap_s=None)
+    assert pres.value == pytest.approx(want, abs=1e-9)
+
+
+def test_mosel_plan_matches_reference_on_bench_queues(model):
+    """Warm calls (cached options, splits, rounds and round latencies) give the same plan
+    as a fresh policy with empty caches, and repeated calls do not drift."""
+    from mosel.bench.scheduler import _queue
+    for n in (8, 64):
+        jobs = _queue(model, n, 0, "reassign")
+        pol = MoselPolicy()
+        pol.plan(jobs, 0.0)
+        pol.plan(jobs, 0.0)  # the first call's degradations switch on the upgrade hysteresis
+        first = [it.configuration for j in jobs for it in j.items]
+        assert pol.last_exact
+        for _ in range(3):
+            pol.plan(jobs, 0.0)
+        assert [it.configuration for j in jobs for it in j.items] == first
+        fresh = MoselPolicy()
+        fresh._ready(model)
+        fresh._degraded = set(pol._degraded)
+        fresh.plan(jobs, 0.0)
+        assert [it.configuration for j in jobs for it in j.items] == first

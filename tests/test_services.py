@@ -16,7 +16,7 @@ from mosel.client import MoselClient, infer_request, job_request
 from mosel.packs import get_pack
 from mosel.serving import wire
 from mosel.serving.server import make_channel
-from mosel.stack import Stack, bring_up, launch, wait_ready
+from mosel.stack import Stack, bring_up
 from mosel.v1 import selection_pb2
 
 MODEL = "av-digits"
@@ -176,17 +176,18 @@ def test_bad_job_item_is_named(client, samples):
 def test_sigterm_drains_in_flight_requests(stack, samples):
     """A second selection service on the same store and encoders: SIGTERM while requests are
     in flight must answer every one of them, then exit 0."""
-    args = ["--port", "0", "--profile-store", stack.endpoint("profile_store"), "--model", MODEL]
-    for m in stack.modalities:
-        args += ["--encoder", f"{m}={stack.endpoint('encoder_' + m)}"]
-    svc = launch("selection_drain", "services.selection", args, stack.log_dir, stack.env)
+    stack.start_selection("selection_drain", "agnostic")
+    svc = stack.services["selection_drain"]
     try:
-        wait_ready([svc], 120)
         with MoselClient(svc.address, timeout_s=60) as c:
-            requests = [job_request(MODEL, [x for x, _ in samples[i:i + 8]], f"d{i}", budget_ms=30000)
-                        for i in range(0, 32, 8)] * 3
+            requests = [job_request(MODEL, [x for x, _ in samples[i:i + 8]], f"d{i}", budget_ms=60000)
+                        for i in range(0, 32, 8)] * 15
             futures = [c.infer_job_future(r) for r in requests]
-            time.sleep(0.05)
+            # Signal only once the server holds every call (so none is refused as new) ...
+            while c.stats().jobs_received < len(requests):
+                time.sleep(0.005)
+            # ... and while work is still queued, or the test would prove nothing.
+            assert not all(f.done() for f in futures), "all answered before SIGTERM: make the backlog larger"
             svc.proc.send_signal(signal.SIGTERM)
             results = [f.result() for f in futures]
         assert all(len(r.results) == 8 for r in results)

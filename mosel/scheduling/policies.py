@@ -70,6 +70,16 @@ class _ProfiledPolicy(Policy):
         self._warned = False
         self._profiles_key = None
         self._options: dict[int, list[Option]] = {}
+        self._splits: dict[int, list[tuple[int, ...]]] = {}  # per job: split of each option
+
+    def configure(self, **thresholds) -> None:
+        """Apply tuned thresholds (see mosel.selection.policies.POLICY_THRESHOLDS) between plans."""
+        for name, value in thresholds.items():
+            if not hasattr(self, name):
+                raise ValueError(f"{self.name} policy has no threshold {name!r}")
+            setattr(self, name, value)
+        if "max_round_items" in thresholds:
+            self._profiles_key = None  # the predictor forms rounds of this size: rebuild it
 
     # ---- profiles ----------------------------------------------------------------
     def _ready(self, model) -> bool:
@@ -91,6 +101,7 @@ class _ProfiledPolicy(Policy):
                 self.predictor.busy_until = old.busy_until
             self._profiles_key = key
             self._options.clear()
+            self._splits.clear()
         return True
 
     def options(self, job: Job) -> list[Option]:
@@ -131,11 +142,27 @@ class _ProfiledPolicy(Policy):
         opts = pareto(opts)
         if len(self._options) > 8192:
             self._options.clear()
+            self._splits.clear()
         self._options[job.seq] = opts
+        self._splits[job.seq] = [self.predictor.split_of(o.payload) for o in opts]
         return opts
+
+    def _cached(self, queue: Sequence[Job]) -> tuple[list[list[Option]], list[list[tuple[int, ...]]]]:
+        """Per job of `queue`: its options and their splits (cached across calls)."""
+        options, splits = self._options, self._splits
+        opts, spl = [], []
+        for job in queue:
+            seq = job.seq
+            o = options.get(seq)
+            if o is None:
+                o = self.options(job)
+            opts.append(o)
+            spl.append(splits[seq])
+        return opts, spl
 
     def forget(self, job: Job) -> None:
         self._options.pop(job.seq, None)
+        self._splits.pop(job.seq, None)
 
     @staticmethod
     def _apply(job: Job, option: Option) -> None:
@@ -214,10 +241,10 @@ class MoselPolicy(_ProfiledPolicy):
             self._agnostic.plan(queue, now)
             return
         p = self.predictor
-        opts = [self.options(job) for job in queue]
+        opts, all_splits = self._cached(queue)
         sizes = [job.size for job in queue]
         deadlines = [job.deadline for job in queue]
-        best_splits = [p.split_of(o[-1].payload) for o in opts]
+        best_splits = [s[-1] for s in all_splits]
         margin = self.budget_margin
         if any(job.seq in self._degraded for job in queue):
             margin *= 1.0 - self.upgrade_hysteresis
@@ -229,26 +256,29 @@ class MoselPolicy(_ProfiledPolicy):
             return
 
         # (1) jobs hopeless even at all-cheapest (round-based prediction)
-        cheap_splits = [p.split_of(o[0].payload) for o in opts]
+        cheap_splits = [s[0] for s in all_splits]
         hopeless = set(p.hopeless(sizes, cheap_splits, deadlines, now))
-        for k in hopeless:
-            self._apply(queue[k], opts[k][0])
-            self.drops.append(queue[k])
-        live = [k for k in range(len(queue)) if k not in hopeless]
-        if not live:
-            self._degraded = set()
-            return
-        jobs = [queue[k] for k in live]
-        opts = [opts[k] for k in live]
-        sizes = [sizes[k] for k in live]
-        deadlines = [deadlines[k] for k in live]
-        best_splits = [best_splits[k] for k in live]
-        miss, finish = p.first_miss(sizes, best_splits, deadlines, now, margin)
-        if miss is None:
-            for job, o in zip(jobs, opts):
-                self._apply(job, o[-1])
-            self._degraded = set()
-            return
+        jobs = queue
+        if hopeless:
+            for k in sorted(hopeless):
+                self._apply(queue[k], opts[k][0])
+                self.drops.append(queue[k])
+            live = [k for k in range(len(queue)) if k not in hopeless]
+            if not live:
+                self._degraded = set()
+                return
+            jobs = [queue[k] for k in live]
+            opts = [opts[k] for k in live]
+            all_splits = [all_splits[k] for k in live]
+            sizes = [sizes[k] for k in live]
+            deadlines = [deadlines[k] for k in live]
+            best_splits = [best_splits[k] for k in live]
+            miss, finish = p.first_miss(sizes, best_splits, deadlines, now, margin)
+            if miss is None:
+                for job, o in zip(jobs, opts):
+                    self._apply(job, o[-1])
+                self._degraded = set()
+                return
 
         # (2) reassign the window under the additive model, scaled to the rounds
         n_win = min(len(jobs), max(miss + 1, self.lookahead))
@@ -264,11 +294,20 @@ class MoselPolicy(_ProfiledPolicy):
             unit = per_unit * scale
             budgets = [(now + margin * (d - now) - start) / unit for d in deadlines[:n_win]]
             hard = [(d - start) / unit for d in deadlines[:n_win]]
-            res = reassign(win_opts, budgets, hard, time_cap_s=self.time_cap_s)
+            res = reassign(win_opts, budgets, hard, time_cap_s=self.time_cap_s, presorted=True)
             self.last_exact = res.exact
             pick = [c if c is not None else o[0] for c, o in zip(res.choice, win_opts)]
-            splits = [p.split_of(o.payload) for o in pick] + best_splits[n_win:]
-            check = p.finish_times(sizes, splits, now)
+            splits = best_splits.copy()
+            first = n_win
+            for k in range(n_win):
+                o, ok = pick[k], win_opts[k]
+                if o is not ok[-1]:
+                    splits[k] = all_splits[k][_index_of(ok, o)]
+                    if first == n_win:
+                        first = k
+            # only the window's finish times matter; rounds before the first changed job
+            # are those of the all-full prediction `finish`
+            check = p.finish_from(sizes, splits, now, finish, first, upto=n_win)
             late = [k for k in range(n_win) if res.choice[k] is not None and check[k] > deadlines[k]]
             if not late:
                 chosen = pick
@@ -284,6 +323,13 @@ class MoselPolicy(_ProfiledPolicy):
         for job, o in zip(jobs[n_win:], opts[n_win:]):
             self._apply(job, o[-1])
         self._degraded = degraded
+
+
+def _index_of(options: Sequence[Option], option: Option) -> int:
+    for i, o in enumerate(options):
+        if o is option:
+            return i
+    raise ValueError("option is not one of the job's options")
 
 
 POLICIES["aggressive"] = AggressivePolicy

@@ -21,6 +21,17 @@ flight is expected to end (already corrected); the queue starts after it.
 
 A job larger than max_round_items is predicted to run alone in one round (the live
 dispatcher as written would never take such a job; see the issue notes).
+
+Fast paths (the policy calls these every dispatcher round, see issue #5):
+- `rounds(sizes)` remembers the last round formation and reuses it while the size list is
+  unchanged (one C-level list comparison);
+- `round_units(combined)` memoises the cost model's latency of a combined split (the cost
+  tables are immutable once loaded; a new cost model gets a new Predictor);
+- `finish_times(..., upto=m)` stops after the round holding job m - 1 (later entries are
+  NaN), and `finish_from(..., base, first)` reuses `base` (finish times of a split list
+  that agrees with `splits` before index `first`) for every round before the one holding
+  job `first`. Both give bit-for-bit the values of the full recomputation: the same rounds
+  are accumulated in the same order with the same float expression.
 """
 
 from __future__ import annotations
@@ -103,6 +114,9 @@ class Predictor:
         self.correction_bounds = correction_bounds
         self.busy_until = -math.inf
         self._index = {c: i for i, c in enumerate(cost.configurations)}
+        self._rounds_sizes: list[int] | None = None
+        self._rounds: list[tuple[int, int]] = []
+        self._units: dict[tuple[int, ...], float] = {}
 
     # ---- splits -----------------------------------------------------------------
     def split_of(self, configurations: Sequence[str]) -> tuple[int, ...]:
@@ -117,27 +131,91 @@ class Predictor:
 
     def round_seconds(self, splits: Sequence[Sequence[int]]) -> float:
         """Uncorrected latency in seconds of one round made of jobs with these splits."""
-        combined = [0] * len(self._index)
-        for s in splits:
-            for k, x in enumerate(s):
-                combined[k] += x
-        return round_latency(self.cost, combined) * self.unit_s
+        if not splits:
+            return round_latency(self.cost, [0] * len(self._index)) * self.unit_s
+        return self.round_units(tuple(map(sum, zip(*splits)))) * self.unit_s
+
+    def round_units(self, combined: tuple[int, ...]) -> float:
+        """round_latency(cost, combined), memoised."""
+        units = self._units.get(combined)
+        if units is None:
+            units = round_latency(self.cost, combined)
+            if len(self._units) >= 65536:
+                self._units.clear()
+            self._units[combined] = units
+        return units
+
+    def rounds(self, sizes: Sequence[int]) -> list[tuple[int, int]]:
+        """form_rounds(sizes, max_round_items), reusing the last answer while sizes repeat.
+        The returned list is shared: do not modify it."""
+        if not isinstance(sizes, list):
+            sizes = list(sizes)
+        if self._rounds_sizes is not None and self._rounds_sizes == sizes:
+            return self._rounds
+        rounds = form_rounds(sizes, self.max_round_items)
+        self._rounds_sizes = sizes.copy()
+        self._rounds = rounds
+        return rounds
 
     # ---- prediction -------------------------------------------------------------
     def start_time(self, now: float) -> float:
         return max(now, self.busy_until)
 
-    def finish_times(self, sizes: Sequence[int], splits: Sequence[Sequence[int]], now: float) -> list[float]:
-        """Predicted finish time of every job (same order as given, which must be EDF)."""
+    def finish_times(self, sizes: Sequence[int], splits: Sequence[Sequence[int]], now: float, *,
+                     upto: int | None = None) -> list[float]:
+        """Predicted finish time of every job (same order as given, which must be EDF).
+        With `upto`, only the rounds up to the one holding job upto - 1 are predicted; the
+        entries after that round are NaN."""
         if len(sizes) != len(splits):
             raise ValueError("sizes and splits differ in length")
-        t = self.start_time(now)
-        out = [0.0] * len(sizes)
-        for i, j in form_rounds(sizes, self.max_round_items):
-            t += self.correction * self.round_seconds(splits[i:j])
+        out = [math.nan] * len(sizes)
+        self._accumulate(self.rounds(sizes), 0, self.start_time(now), splits, out, upto)
+        return out
+
+    def finish_from(self, sizes: Sequence[int], splits: Sequence[Sequence[int]], now: float,
+                    base: Sequence[float], first: int, *, upto: int | None = None) -> list[float]:
+        """Incremental finish_times: `base` holds the finish times (at least up to the round
+        before the one holding job `first`) of a split list equal to `splits` at every index
+        below `first`; only the rounds from the one holding job `first` are recomputed."""
+        if len(sizes) != len(splits) or len(base) != len(sizes):
+            raise ValueError("sizes, splits and base differ in length")
+        rounds = self.rounds(sizes)
+        out = list(base)
+        r, t = 0, self.start_time(now)
+        if first > 0:
+            # the round holding job `first` (rounds are contiguous and ordered)
+            lo, hi = 0, len(rounds) - 1
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if rounds[mid][0] <= first:
+                    lo = mid
+                else:
+                    hi = mid - 1
+            r = lo
+            if r > 0:
+                t = base[rounds[r - 1][0]]
+        for k in range(rounds[r][0] if rounds else 0, len(out)):
+            out[k] = math.nan
+        self._accumulate(rounds, r, t, splits, out, upto)
+        return out
+
+    def _accumulate(self, rounds, r, t, splits, out, upto) -> None:
+        corr, unit = self.correction, self.unit_s
+        units = self._units
+        last = (len(out) if upto is None else min(upto, len(out))) - 1
+        for i, j in rounds[r:] if r else rounds:
+            if i > last:
+                break
+            if j - i == 1:
+                combined = tuple(splits[i])
+            else:
+                combined = tuple(map(sum, zip(*splits[i:j])))
+            u = units.get(combined)
+            if u is None:
+                u = self.round_units(combined)
+            t += corr * (u * unit)
             for k in range(i, j):
                 out[k] = t
-        return out
 
     def first_miss(self, sizes, splits, deadlines: Sequence[float], now: float,
                    margin: float = 1.0) -> tuple[int | None, list[float]]:
@@ -153,6 +231,11 @@ class Predictor:
         """Jobs that miss their deadline even with the given (cheapest) splits, found in EDF
         order: the earliest-deadline job of the first round predicted to end too late is
         removed and the rounds from there are formed again."""
+        # fast path: nobody late with the plain rounds -> nobody is hopeless (the loop below
+        # would form exactly these rounds and drop no one)
+        finish = self.finish_times(sizes, splits, now)
+        if all(f <= d for f, d in zip(finish, deadlines)):
+            return []
         alive = list(range(len(sizes)))
         dropped: list[int] = []
         t = self.start_time(now)

@@ -25,6 +25,17 @@ only bound prefix sums. Times are kept exact (no discretisation), so the result 
 under the additive model. If the DP exceeds `time_cap_s`, a greedy fallback is used: start
 from all-cheapest and repeatedly apply the single upgrade with the best accuracy gain per
 unit of added latency that keeps every later job within budget (`exact` is then False).
+
+Implementation notes (issue #5): the frontier is kept as parallel lists of floats (times,
+values) plus, per stage, lists of parent indices and option indices, so a stage allocates
+a handful of lists instead of one tuple per candidate (less work, less GC pressure). A job
+with a single option shifts the frontier without sorting. For a fixed option the shifted
+frontier is already sorted by time, so the stage's sort only merges sorted runs. The cap
+is measured in CPU time of the calling thread (`time.thread_time`), not wall time: it
+bounds the work of the DP, and a preemption by another process no longer turns an exact
+answer into the greedy one (the wall time already lost would not be won back by switching).
+Callers whose option lists are already Pareto-sorted (latency ascending, accuracy strictly
+rising, as MoselPolicy.options returns them) may pass `presorted=True` to skip `pareto`.
 """
 
 from __future__ import annotations
@@ -68,14 +79,14 @@ def pareto(options: Sequence[Option]) -> list[Option]:
 
 def reassign(options: Sequence[Sequence[Option]], budgets: Sequence[float],
              hard_budgets: Sequence[float] | None = None, *, time_cap_s: float | None = 0.005,
-             force_greedy: bool = False) -> ReassignResult:
+             force_greedy: bool = False, presorted: bool = False) -> ReassignResult:
     n = len(options)
     if len(budgets) != n or (hard_budgets is not None and len(hard_budgets) != n):
         raise ValueError("options and budgets differ in length")
     if any(not opts for opts in options):
         raise ValueError("every job needs at least one option")
     hard = list(budgets) if hard_budgets is None else list(hard_budgets)
-    opts = [pareto(o) for o in options]
+    opts = list(options) if presorted else [pareto(o) for o in options]
 
     # Feasibility with all-cheapest, EDF order; infeasible jobs are left out.
     infeasible: list[int] = []
@@ -88,12 +99,13 @@ def reassign(options: Sequence[Sequence[Option]], budgets: Sequence[float],
             continue
         prefix = t
         eff[k] = max(float(budgets[k]), t)
-    kept = [k for k in range(n) if k not in set(infeasible)]
+    dropped = set(infeasible)
+    kept = [k for k in range(n) if k not in dropped]
 
     chosen: dict[int, Option] | None = None
     exact = False
     if not force_greedy:
-        chosen = _dp(opts, eff, kept, None if time_cap_s is None else time.perf_counter() + time_cap_s)
+        chosen = _dp(opts, eff, kept, None if time_cap_s is None else time.thread_time() + time_cap_s)
         exact = chosen is not None
     if chosen is None:
         chosen = _greedy(opts, eff, kept)
@@ -103,39 +115,78 @@ def reassign(options: Sequence[Sequence[Option]], budgets: Sequence[float],
 
 
 def _dp(opts, eff, kept, stop_at) -> dict[int, Option] | None:
-    # A frontier point: (elapsed, value, parent point, option index). Sorted by elapsed
-    # ascending with strictly rising value.
-    frontier = [(0.0, 0.0, None, -1)]
-    stages = []
-    for step, k in enumerate(kept):
+    # The frontier: parallel lists ft (elapsed, ascending) and fv (value sum, strictly
+    # rising by more than EPS); stage s stores, per frontier point, the index of its parent
+    # point in the previous stage's frontier (par[s]) and the option it took (pick[s]).
+    ft = [0.0]
+    fv = [0.0]
+    par: list[list[int]] = []
+    pick: list[list[int]] = []
+    thread_time = time.thread_time
+    for k in kept:
         limit = eff[k] + EPS
-        cands = []
-        for point in frontier:
-            t0, v0 = point[0], point[1]
-            for i, o in enumerate(opts[k]):
-                t = t0 + o.latency
-                if t > limit:
-                    break  # options are sorted by latency
-                cands.append((t, -(v0 + o.value), point, i))
-        if not cands:  # cannot happen: all-cheapest fits by construction
-            raise RuntimeError("reassign: no feasible partial assignment")
-        cands.sort(key=lambda c: (c[0], c[1]))
-        new = []
-        best = -float("inf")
-        for t, negv, parent, i in cands:
-            v = -negv
-            if v > best + EPS:
-                new.append((t, v, parent, i))
-                best = v
-        frontier = new
-        stages.append(k)
-        if stop_at is not None and time.perf_counter() > stop_at:
+        ok = opts[k]
+        if len(ok) == 1:
+            # one option: every point shifts by the same latency; order and dominance hold
+            lat = ok[0].latency
+            val = ok[0].value
+            m = len(ft)
+            while m and ft[m - 1] + lat > limit:
+                m -= 1
+            if not m:  # cannot happen: all-cheapest fits by construction
+                raise RuntimeError("reassign: no feasible partial assignment")
+            ft = [t + lat for t in ft[:m]] if m < len(ft) else [t + lat for t in ft]
+            fv = [v + val for v in fv[:m]] if m < len(fv) else [v + val for v in fv]
+            par.append(list(range(m)))
+            pick.append([0] * m)
+        else:
+            ct: list[float] = []
+            cv: list[float] = []
+            cp: list[int] = []
+            ci: list[int] = []
+            size = len(ft)
+            for i, o in enumerate(ok):
+                lat = o.latency
+                val = o.value
+                m = 0
+                while m < size and ft[m] + lat <= limit:
+                    m += 1
+                if not m:
+                    break  # options are sorted by latency: later ones do not fit either
+                ct.extend([t + lat for t in ft[:m]])
+                cv.extend([v + val for v in fv[:m]])
+                cp.extend(range(m))
+                ci.extend([i] * m)
+            if not ct:  # cannot happen: all-cheapest fits by construction
+                raise RuntimeError("reassign: no feasible partial assignment")
+            # ties in time: the most valuable first (as a (time, -value) sort would)
+            order = sorted(range(len(ct)), key=cv.__getitem__, reverse=True)
+            order.sort(key=ct.__getitem__)
+            nt: list[float] = []
+            nv: list[float] = []
+            np_: list[int] = []
+            ni: list[int] = []
+            best = -float("inf")
+            for c in order:
+                v = cv[c]
+                if v > best + EPS:
+                    nt.append(ct[c])
+                    nv.append(v)
+                    np_.append(cp[c])
+                    ni.append(ci[c])
+                    best = v
+            ft, fv = nt, nv
+            par.append(np_)
+            pick.append(ni)
+        if stop_at is not None and thread_time() > stop_at:
             return None
-    point = max(frontier, key=lambda p: p[1])  # the most accurate (also the slowest) point
+    # the most accurate point is the last one (values rise along the frontier)
+    point = len(ft) - 1
     chosen: dict[int, Option] = {}
-    for k in reversed(stages):
-        chosen[k] = opts[k][point[3]]
-        point = point[2]
+    for s in range(len(kept) - 1, -1, -1):
+        k = kept[s]
+        chosen[k] = opts[k][pick[s][point]]
+        point = par[s][point]
     return chosen
 
 

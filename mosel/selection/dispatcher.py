@@ -24,7 +24,7 @@ from mosel.modalities import config_modalities
 from mosel.selection.encoders import EncoderPool
 from mosel.selection.jobs import Job
 from mosel.selection.models import ServedModel
-from mosel.selection.policies import Policy, full_configuration
+from mosel.selection.policies import Policy, apply_thresholds, full_configuration
 from mosel.selection.stats import ServingStats
 from mosel.v1 import selection_pb2
 
@@ -43,6 +43,7 @@ class Dispatcher:
         self.stats = stats
         self.max_round_items = max_round_items
         self.max_queue_items = max_queue_items
+        self.tuning_version = 0  # tuning record in force (0 = code defaults)
         self._heap: list[tuple[tuple, Job]] = []
         self._queued_items = 0
         self._cond = threading.Condition()
@@ -99,6 +100,7 @@ class Dispatcher:
             _, job = heapq.heappop(self._heap)
             self._queued_items -= job.size
             self._fail(job, DeadlineExceeded("deadline passed while queued; work not started"))
+        self._apply_tuning()
         queue = self._queue_snapshot()
         self.policy.plan(queue, now)
         # Jobs the policy found hopeless even at their cheapest strategy: answer now, never start.
@@ -113,12 +115,25 @@ class Dispatcher:
             heapq.heapify(kept)
             self._heap = kept
         taken, items = [], 0
-        while self._heap and items + self._heap[0][1].size <= self.max_round_items:
+        # A job larger than a round (possible after tuning lowers the round size) runs alone.
+        while self._heap and (not taken or items + self._heap[0][1].size <= self.max_round_items):
             _, job = heapq.heappop(self._heap)
             self._queued_items -= job.size
             items += job.size
             taken.append(job)
         return taken
+
+    def _apply_tuning(self) -> None:
+        """Bring tuned thresholds from the store into force once per new tuning version."""
+        profiles = self.model.profiles
+        if profiles.tuning_version == self.tuning_version:
+            return
+        self.tuning_version = profiles.tuning_version
+        applied = apply_thresholds(self.policy, profiles.thresholds)
+        if "max_round_items" in profiles.thresholds:
+            self.max_round_items = max(1, int(profiles.thresholds["max_round_items"]))
+            applied["max_round_items"] = self.max_round_items
+        log.info("%s: tuning v%d in force: %s", self.model.name, self.tuning_version, applied)
 
     def _run_round(self, jobs: list[Job]) -> None:
         started = time.monotonic()

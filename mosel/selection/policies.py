@@ -40,6 +40,25 @@ class AgnosticPolicy(Policy):
 
 POLICIES: dict[str, type[Policy]] = {"agnostic": AgnosticPolicy}
 
+# Tuned thresholds (TuningRecord.thresholds) a live policy takes, with their types.
+# "max_round_items" is the dispatcher's; "grid_step" applies offline (`mosel solve --step`).
+POLICY_THRESHOLDS = {"budget_margin": float, "lookahead": int, "upgrade_hysteresis": float, "max_round_items": int}
+
+
+def apply_thresholds(policy: Policy, thresholds: dict[str, float]) -> dict[str, float]:
+    """Set the thresholds this policy has; returns what was applied."""
+    applied = {}
+    for name, kind in POLICY_THRESHOLDS.items():
+        if name in thresholds and hasattr(policy, name):
+            value = kind(thresholds[name])
+            configure = getattr(policy, "configure", None)
+            if configure is not None:
+                configure(**{name: value})
+            else:
+                setattr(policy, name, value)
+            applied[name] = value
+    return applied
+
 
 def make_policy(name: str, **kwargs) -> Policy:
     try:

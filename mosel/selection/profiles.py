@@ -76,10 +76,20 @@ def load_matrix(client, model: ServedModel) -> None:
              msg.ref.version, msg.precision, msg.latency_profile_version, msg.accuracy_profile_version)
 
 
-# Record kind -> loader. Later stages (tuning) register theirs here.
+def load_tuning(client, model: ServedModel) -> None:
+    record = _latest(client.get_tuning, model.name)
+    if record is None:
+        return  # defaults stay in force; nothing to warn about
+    model.update_profiles(thresholds=dict(record.thresholds), tuning_version=record.ref.version)
+    log.info("%s: tuned thresholds v%d loaded (study %s): %s", model.name, record.ref.version, record.study,
+             dict(record.thresholds))
+
+
+# Record kind -> loader.
 LOADERS = {
     KIND.RECORD_KIND_ACCURACY_PROFILE: load_accuracy,
     KIND.RECORD_KIND_STRATEGY_MATRIX: load_matrix,
+    KIND.RECORD_KIND_TUNING: load_tuning,
 }
 
 

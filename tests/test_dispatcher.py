@@ -1,0 +1,131 @@
+"""The live dispatcher with in-process fake encoders: EDF order, expired work never
+started, exactly one answer per job, tuned thresholds applied, oversize jobs."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from mosel.errors import DeadlineExceeded
+from mosel.packs import get_pack
+from mosel.selection.dispatcher import Dispatcher
+from mosel.selection.jobs import Item, Job
+from mosel.selection.models import ServedModel
+from mosel.selection.policies import AgnosticPolicy, apply_thresholds, make_policy
+from mosel.selection.stats import ServingStats
+
+
+class FakeEncoders:
+    """Records every batch; optionally blocks until released, to hold a round in flight."""
+
+    def __init__(self, dim: int, gate: threading.Event | None = None):
+        self.dim = dim
+        self.gate = gate
+        self.calls: list[tuple[str, int]] = []
+        self.lock = threading.Lock()
+
+    def encode(self, modality, tensors, timeout_s):
+        if self.gate is not None:
+            self.gate.wait(10)
+        with self.lock:
+            self.calls.append((modality, len(tensors)))
+        return np.ones((len(tensors), self.dim), np.float32), 1
+
+
+@pytest.fixture
+def model():
+    pack = get_pack("av-digits", preset="tiny")
+    served = ServedModel("av-digits", pack, pack.build_fusion_head().eval(), manifest={})
+    served.update_profiles(accuracy={c: 0.9 - 0.05 * i for i, c in enumerate(served.configurations)})
+    return served
+
+
+def make_job(model, size: int, budget_s: float, name: str) -> Job:
+    now = time.monotonic()
+    items = [Item(id=f"{name}-{i}", inputs={m: None for m in model.pack.modality_names},
+                  candidates=list(model.configurations), index=i) for i in range(size)]
+    return Job(id=name, model=model, items=items, received=now, deadline=now + budget_s, min_accuracy=0.0)
+
+
+def test_edf_order_expired_not_started_and_one_answer_each(model):
+    gate = threading.Event()
+    encoders = FakeEncoders(model.pack.embed_dim, gate)
+    d = Dispatcher(model, encoders, AgnosticPolicy(), ServingStats(), max_round_items=4)
+    try:
+        blocker = make_job(model, 4, 5.0, "blocker")  # holds the first round in flight
+        d.submit(blocker)
+        time.sleep(0.2)
+        late = make_job(model, 2, 5.0, "late")
+        soon = make_job(model, 2, 2.0, "soon")
+        expiring = make_job(model, 1, 0.05, "expiring")
+        for job in (late, soon, expiring):
+            d.submit(job)
+        time.sleep(0.3)  # `expiring` passes its deadline while the blocker's round is in flight
+        gate.set()
+        answers = [j.future.result(10) for j in (blocker, soon, late)]
+        with pytest.raises(DeadlineExceeded):
+            expiring.future.result(10)
+        assert [len(a.results) for a in answers] == [4, 2, 2]
+        # EDF: `soon` (earlier deadline) was dispatched before `late`, in one round of 4.
+        assert soon.started <= late.started
+        # The expired job never reached an encoder: 2 rounds x 3 modalities, none of size 1.
+        assert len(encoders.calls) == 6 and all(n == 4 for _, n in encoders.calls)
+        for job in (blocker, soon, late, expiring):
+            assert job.future.done()
+    finally:
+        d.stop()
+
+
+def test_a_job_larger_than_a_round_runs_alone(model):
+    d = Dispatcher(model, FakeEncoders(model.pack.embed_dim), AgnosticPolicy(), ServingStats(), max_round_items=2)
+    try:
+        job = make_job(model, 5, 5.0, "big")
+        d.submit(job)
+        assert len(job.future.result(10).results) == 5
+    finally:
+        d.stop()
+
+
+def test_tuned_thresholds_reach_the_policy_and_the_round_size(model):
+    policy = make_policy("mosel", max_round_items=32)
+    d = Dispatcher(model, FakeEncoders(model.pack.embed_dim), policy, ServingStats(), max_round_items=32)
+    try:
+        model.update_profiles(thresholds={"budget_margin": 0.8, "lookahead": 7.0, "max_round_items": 16,
+                                          "grid_step": 0.005}, tuning_version=3)
+        job = make_job(model, 1, 5.0, "one")
+        d.submit(job)
+        job.future.result(10)
+        assert d.tuning_version == 3
+        assert policy.budget_margin == 0.8 and policy.lookahead == 7 and isinstance(policy.lookahead, int)
+        assert policy.max_round_items == 16 and d.max_round_items == 16
+    finally:
+        d.stop()
+
+
+def test_apply_thresholds_ignores_what_a_policy_does_not_have():
+    assert apply_thresholds(AgnosticPolicy(), {"budget_margin": 0.5}) == {}
+
+
+def test_fusion_gets_only_the_modalities_each_request_used(model):
+    seen = {}
+
+    class Head(torch.nn.Module):
+        def forward(self, emb, present):
+            seen["present"] = present.clone()
+            return torch.zeros(emb.shape[0], 10)
+
+    model.head = Head()
+    d = Dispatcher(model, FakeEncoders(model.pack.embed_dim), AgnosticPolicy(), ServingStats())
+    try:
+        job = make_job(model, 2, 5.0, "mixed")
+        job.items[1].candidates = ["audio"]
+        d.submit(job)
+        answer = job.future.result(10)
+        assert [r.configuration for r in answer.results] == ["audio+image+video", "audio"]
+        assert seen["present"].tolist() == [[True, True, True], [True, False, False]]
+    finally:
+        d.stop()
