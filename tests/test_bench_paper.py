@@ -153,6 +153,8 @@ def _md_tables(md: str) -> dict[str, list[list[str]]]:
         if line.startswith("### "):
             current = line[4:].strip()
             out[current] = []
+        elif line.startswith("#"):
+            current = None
         elif current and line.startswith("| ") and not line.startswith("|---"):
             out[current].append([c.strip() for c in line.strip("|").split("|")])
     return out

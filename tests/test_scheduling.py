@@ -7,6 +7,7 @@ import logging
 import random
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from mosel import paper
@@ -60,10 +61,24 @@ def test_prediction_edf_rounds_and_backlog(model):
     p.correction = 2.0
     f2 = p.finish_times(sizes, splits, now=1.0)
     assert f2[0] == pytest.approx(1.5 + 2 * r1)
-    # the correction follows measured/predicted
-    q = Predictor(cost, ewma=0.5)
-    q.round_finished(0.0, measured_s=0.3, predicted_s=0.1)
-    assert q.correction == pytest.approx(2.0)
+    # a learned per-round overhead is added to every queued round
+    p.overhead_s = 0.01
+    f3 = p.finish_times(sizes, splits, now=1.0)
+    assert f3[0] == pytest.approx(1.5 + 2 * r1 + 0.01)
+    assert f3[2] == pytest.approx(1.5 + 2 * (r1 + r2) + 0.02)
+
+
+def test_prediction_learns_fixed_overhead_and_scale(model):
+    """Live rounds cost a fixed overhead the profile cannot see plus a multiple of the
+    profiled time; after some rounds the predictor's estimate tracks both."""
+    q = Predictor(model.profiles.cost, ewma=0.2)
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        predicted = float(rng.choice([0.001, 0.004, 0.012]))
+        q.round_finished(0.0, measured_s=0.006 + 1.5 * predicted, predicted_s=predicted)
+    for predicted in (0.001, 0.004, 0.012):
+        estimate = q.correction * predicted + q.overhead_s
+        assert estimate == pytest.approx(0.006 + 1.5 * predicted, rel=0.15)
 
 
 # ---------------------------------------------------------------- reassignment

@@ -1,5 +1,7 @@
-"""`mosel demo`: the main job. Bring the stack up (unless --target points at one), send a
-real workload of paper-sized jobs through the Python client, print what happened."""
+"""`mosel demo`: the main job. Bring the stack up (unless --target points at one), then
+send the same open-loop traffic of paper-style jobs to a selection service per policy
+(default: `agnostic`, the modality-agnostic baseline, and `mosel`) sharing one set of
+encoders, and print the outcomes side by side."""
 
 from __future__ import annotations
 
@@ -8,71 +10,128 @@ import numpy as np
 from mosel.client import MoselClient
 from mosel.commands.up import add_stack_flags
 from mosel.config import mosel_home
-from mosel.loadgen import paper_job_sizes, run_closed_loop
+from mosel.loadgen import paper_job_sizes, run_closed_loop, run_open_loop
+from mosel.matrix_io import cost_from_latency_profile
 from mosel.packs import get_pack
+from mosel.selection.policies import POLICIES
 from mosel.stack import Stack, StackError, bring_up
+from mosel.store.client import ProfileStoreClient
 from mosel.tables import format_table
+from mosel.workload import poisson
 
 
 def register(sub) -> None:
-    p = sub.add_parser("demo", help="bring the stack up, serve a real workload, print a table")
+    p = sub.add_parser("demo", help="bring the stack up, serve one workload per policy, print a table")
     add_stack_flags(p)
-    p.add_argument("--target", default=None, metavar="HOST:PORT", help="use a running selection service instead")
-    p.add_argument("--jobs", type=int, default=120, help="jobs to send (default 120)")
-    p.add_argument("--concurrency", type=int, default=4, help="clients in flight at once (default 4)")
-    p.add_argument("--budget-ms", type=float, default=2000.0, help="deadline budget per job (default 2000)")
-    p.add_argument("--min-accuracy", type=float, default=0.0, help="accuracy floor per job (default none)")
+    p.add_argument("--policies", default="agnostic,mosel",
+                   help=f"comma-separated policies to compare on the same traffic (from {sorted(POLICIES)})")
+    p.add_argument("--target", default=None, metavar="HOST:PORT",
+                   help="use this running selection service (one policy, whatever it runs) instead")
+    p.add_argument("--store", default="127.0.0.1:50051", metavar="HOST:PORT",
+                   help="profile store of the --target stack (for the latency profile)")
+    p.add_argument("--load", type=float, default=0.9,
+                   help="offered load as a multiple of the capacity measured by a closed-loop probe (default 0.9)")
+    p.add_argument("--duration-s", type=float, default=8.0, help="seconds of traffic per policy (default 8)")
+    p.add_argument("--delta", type=float, default=0.06,
+                   help="accuracy floors are uniform in [best - delta, best] (default 0.06)")
+    p.add_argument("--slack-ms", type=float, default=40.0,
+                   help="deadline = arrival + full-modality latency of the job size + slack (default 40)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", default=None, help="offline data directory (default $MOSEL_DATA_DIR)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    stack = None
-    target = args.target
-    if target is None:
-        stack = Stack(home=mosel_home(), model=args.model, policy=args.policy, device=args.device)
-        try:
-            bring_up(stack, size=args.size)
-        except StackError as exc:
-            print(f"mosel demo: could not start the stack: {exc}")
-            return 1
-        target = stack.endpoint("selection")
+    policies = [p.strip() for p in args.policies.split(",") if p.strip()]
+    unknown = [p for p in policies if p not in POLICIES]
+    if unknown:
+        print(f"mosel demo: unknown policies {unknown}; choose from {sorted(POLICIES)}")
+        return 2
+    if args.target:
+        return _serve(args, {"target": args.target}, args.store)
+    stack = Stack(home=mosel_home(), model=args.model, policy=policies[0], device=args.device)
     try:
-        return _serve_workload(args, target)
+        bring_up(stack, size=args.size)
+        targets = {policies[0]: stack.endpoint("selection")}
+        for policy in policies[1:]:
+            print(f"      + selection service with policy {policy} on the same encoders ...")
+            targets[policy] = stack.start_selection(f"selection_{policy}", policy)
+    except StackError as exc:
+        print(f"mosel demo: could not start the stack: {exc}")
+        stack.stop()
+        return 1
+    try:
+        return _serve(args, targets, stack.endpoint("profile_store"))
     finally:
-        if stack is not None:
-            codes = stack.stop()
-            print("stack stopped: " + ", ".join(f"{n}={c}" for n, c in codes.items()))
+        codes = stack.stop()
+        print("stack stopped: " + ", ".join(f"{n}={c}" for n, c in codes.items()))
 
 
-def _serve_workload(args, target: str) -> int:
+def _full_latency_ms(store_address: str, model: str):
+    """Profiled latency of a job of b requests with every modality (ms), from the store."""
+    with ProfileStoreClient(store_address) as store:
+        cost = cost_from_latency_profile(store.get_latency_profile(model))
+    full = max(cost.configurations, key=lambda c: len(c.split("+")))
+    return lambda b: float(cost.latency({full: min(b, cost.max_batch)})), cost
+
+
+def _live_capacity(address: str, model: str, samples: list, seed: int) -> float:
+    """Jobs/s of paper-sized jobs the first service sustains when never idle (closed loop,
+    16 clients, generous deadlines): the load that full-modality serving can carry here."""
+    sizes = paper_job_sizes(300, np.random.default_rng(seed + 1))
+    with MoselClient(address) as client:
+        probe = run_closed_loop(client, model, samples, sizes, concurrency=16, budget_ms=10_000.0,
+                                desc="capacity probe")
+    if not probe.requests_served:
+        raise RuntimeError(f"capacity probe failed: {dict(probe.errors)}")
+    return probe.jobs_sent / probe.wall_s
+
+
+def _serve(args, targets: dict[str, str], store_address: str) -> int:
     pack = get_pack(args.model)
     samples = pack.test_samples(data_dir=args.data_dir, seed=args.seed)
-    rng = np.random.default_rng(args.seed)
-    sizes = paper_job_sizes(args.jobs, rng)
-    with MoselClient(target) as client:
+    full_ms, _ = _full_latency_ms(store_address, args.model)
+    with MoselClient(next(iter(targets.values()))) as client:
         client.wait_ready(30.0)
         meta = client.metadata(args.model)
-        print(f"serving {meta.name} at {target}: policy {meta.policy}, modalities "
-              f"{', '.join(m.name for m in meta.modalities)}; {len(sizes)} jobs / {sum(sizes)} requests, "
-              f"{args.concurrency} clients")
-        result = run_closed_loop(client, args.model, samples, sizes, concurrency=args.concurrency,
-                                 budget_ms=args.budget_ms, min_accuracy=args.min_accuracy)
-        stats = client.stats(args.model)
-    rows = [
-        ["policy", meta.policy],
-        ["jobs / requests sent", f"{result.jobs_sent} / {result.requests_sent}"],
-        ["requests served", result.requests_served],
-        ["errors", ", ".join(f"{k}={v}" for k, v in result.errors.items()) or "none"],
-        ["throughput (req/s)", round(result.throughput_rps, 1)],
-        ["job latency p50 (ms)", round(result.percentile_ms(50), 1)],
-        ["job latency p99 (ms)", round(result.percentile_ms(99), 1)],
-        ["accuracy vs true labels", round(result.accuracy, 4)],
-        ["mean expected accuracy", round(result.mean_expected_accuracy, 4)],
-        ["degraded requests", result.degraded],
-        ["configurations used", ", ".join(f"{k}={v}" for k, v in sorted(result.configurations.items()))],
-        ["server deadline misses", stats.deadline_misses],
+    best = max(c.accuracy for c in meta.configurations)
+    capacity = _live_capacity(next(iter(targets.values())), args.model, samples, args.seed)
+    rate = args.load * capacity
+    workload = poisson(rate, args.duration_s, args.delta, best, args.seed, slack_ms=args.slack_ms)
+    print(f"\nworkload: {len(workload.jobs)} jobs / {workload.requests} requests over {args.duration_s:.0f} s "
+          f"(Poisson, {rate:.1f} jobs/s = {args.load:.1f}x the {capacity:.0f} jobs/s that full-modality serving "
+          f"sustained in a closed-loop probe); floors in "
+          f"[{best - args.delta:.3f}, {best:.3f}]; deadline = full latency + {args.slack_ms:.0f} ms")
+    summaries = {}
+    for policy, address in targets.items():
+        with MoselClient(address) as client:
+            client.wait_ready(30.0)
+            result = run_open_loop(client.stub, args.model, samples, workload,
+                                   lambda job: full_ms(job.size) + job.slack_ms, progress=True,
+                                   desc=f"{policy:>9}", job_prefix=policy)
+        summaries[meta.policy if policy == "target" else policy] = result.summary()
+    print(format_table(["metric", *summaries], _rows(summaries), title="\nMOSEL demo: same traffic, per policy"))
+    print("\nmiss = not answered within its deadline (late or refused); goodput = requests on time with "
+          "their accuracy floor met. Accuracy is against the true labels of the test split.")
+    return 0 if all(s["served_requests"] for s in summaries.values()) else 1
+
+
+def _rows(summaries: dict[str, dict]) -> list[list]:
+    def row(label, fn):
+        return [label, *[fn(s) for s in summaries.values()]]
+
+    return [
+        row("jobs / requests sent", lambda s: f"{s['jobs']} / {s['requests']}"),
+        row("requests served", lambda s: s["served_requests"]),
+        row("throughput (req/s)", lambda s: round(s["throughput_rps"], 1)),
+        row("goodput (req/s)", lambda s: round(s["goodput_rps"], 1)),
+        row("deadline misses (jobs)", lambda s: f"{s['miss_rate']:.1%}"),
+        row("refused / failed", lambda s: ", ".join(f"{k}={v}" for k, v in s["codes"].items() if k != "OK") or "-"),
+        row("JCT mean (ms)", lambda s: round(s["mean_jct_ms"], 1)),
+        row("JCT p99 (ms)", lambda s: round(s["p99_jct_ms"], 1)),
+        row("accuracy vs true labels", lambda s: round(s["measured_accuracy"], 4)),
+        row("expected accuracy", lambda s: round(s["expected_accuracy"], 4)),
+        row("jobs below their floor", lambda s: s["floor_violations"]),
+        row("degraded jobs", lambda s: s["degraded_jobs"]),
+        row("configurations used", lambda s: ", ".join(f"{k}={v}" for k, v in sorted(s["configurations"].items()))),
     ]
-    print(format_table(["metric", "value"], rows, title="\nMOSEL demo"))
-    return 0 if result.requests_served else 1

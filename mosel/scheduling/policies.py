@@ -97,8 +97,7 @@ class _ProfiledPolicy(Policy):
             old = self.predictor
             self.predictor = Predictor(cost, self.max_round_items, unit_s=self.unit_s)
             if old is not None:
-                self.predictor.correction = old.correction
-                self.predictor.busy_until = old.busy_until
+                self.predictor.carry_feedback(old)
             self._profiles_key = key
             self._options.clear()
             self._splits.clear()

@@ -15,9 +15,11 @@ A batch larger than the profiled max_batch is costed as ceil(n / B) batches
 `cost.latency(split)`.
 
 Cost tables are in milliseconds (profile store convention); `unit_s` converts them to the
-clock's seconds. `correction` scales every prediction: it is an EWMA of measured /
-predicted round latency, fed by `round_finished`. `busy_until` is when the round in
-flight is expected to end (already corrected); the queue starts after it.
+clock's seconds. A round is predicted to take `correction * profiled + overhead_s`,
+both fitted to measured rounds (`round_finished`, least squares with forgetting):
+`overhead_s` is the fixed cost a profile cannot see (gRPC calls, (de)serialisation,
+fusion: it dominates small rounds on a live stack), `correction` the scale of the rest.
+`busy_until` is when the round in flight is expected to end; the queue starts after it.
 
 A job larger than max_round_items is predicted to run alone in one round (the live
 dispatcher as written would never take such a job; see the issue notes).
@@ -112,6 +114,8 @@ class Predictor:
         self.correction = float(correction)
         self.ewma = float(ewma)
         self.correction_bounds = correction_bounds
+        self.overhead_s = 0.0  # learned fixed cost per round (see module doc)
+        self._fit = [0.0] * 5  # forgetting sums: weight, predicted, measured, predicted^2, predicted*measured
         self.busy_until = -math.inf
         self._index = {c: i for i, c in enumerate(cost.configurations)}
         self._rounds_sizes: list[int] | None = None
@@ -200,7 +204,7 @@ class Predictor:
         return out
 
     def _accumulate(self, rounds, r, t, splits, out, upto) -> None:
-        corr, unit = self.correction, self.unit_s
+        corr, unit, overhead = self.correction, self.unit_s, self.overhead_s
         units = self._units
         last = (len(out) if upto is None else min(upto, len(out))) - 1
         for i, j in rounds[r:] if r else rounds:
@@ -213,7 +217,7 @@ class Predictor:
             u = units.get(combined)
             if u is None:
                 u = self.round_units(combined)
-            t += corr * (u * unit)
+            t += corr * (u * unit) + overhead
             for k in range(i, j):
                 out[k] = t
 
@@ -247,7 +251,7 @@ class Predictor:
                 end += 1
             end = max(end, pos + 1)
             members = alive[pos:end]
-            finish = t + self.correction * self.round_seconds([splits[k] for k in members])
+            finish = t + self.correction * self.round_seconds([splits[k] for k in members]) + self.overhead_s
             late = [k for k in members if deadlines[k] < finish]
             if late:
                 victim = min(late, key=lambda k: deadlines[k])
@@ -263,14 +267,36 @@ class Predictor:
         """The dispatcher starts a round: returns its uncorrected predicted latency (s)
         and sets busy_until to the corrected predicted end."""
         predicted = self.round_seconds(splits)
-        self.busy_until = now + self.correction * predicted
+        self.busy_until = now + self.correction * predicted + self.overhead_s
         return predicted
 
+    def carry_feedback(self, old: "Predictor") -> None:
+        """Keep what an earlier predictor learned (round in flight, fit) across a new profile."""
+        self.busy_until = old.busy_until
+        self.correction, self.overhead_s, self._fit = old.correction, old.overhead_s, list(old._fit)
+
     def round_finished(self, now: float, measured_s: float, predicted_s: float) -> None:
-        """The round ended: fold measured / predicted into the correction EWMA."""
+        """The round ended: refit measured ~ overhead + correction * predicted.
+
+        Least squares over past rounds with exponential forgetting (weight 1 - ewma per
+        round), so the fixed part and the scale separate as soon as rounds of different
+        sizes have been seen; with a single round size the scale alone is fitted."""
         self.busy_until = now
-        if predicted_s > 0 and measured_s > 0 and math.isfinite(measured_s):
-            ratio = measured_s / predicted_s
-            lo, hi = self.correction_bounds
-            value = (1.0 - self.ewma) * self.correction + self.ewma * ratio
-            self.correction = min(hi, max(lo, value))
+        if not (predicted_s > 0 and measured_s > 0 and math.isfinite(measured_s)):
+            return
+        keep = 1.0 - self.ewma
+        f = self._fit
+        f[0] = keep * f[0] + 1.0
+        f[1] = keep * f[1] + predicted_s
+        f[2] = keep * f[2] + measured_s
+        f[3] = keep * f[3] + predicted_s * predicted_s
+        f[4] = keep * f[4] + predicted_s * measured_s
+        w, sp, sm, spp, spm = f
+        spread = w * spp - sp * sp
+        lo, hi = self.correction_bounds
+        if spread > 1e-6 * w * spp:
+            scale = (w * spm - sp * sm) / spread
+        else:
+            scale = sm / sp
+        self.correction = min(hi, max(lo, scale))
+        self.overhead_s = max(0.0, (sm - self.correction * sp) / w) if spread > 1e-6 * w * spp else 0.0

@@ -82,11 +82,16 @@ def start_server(
     port: int = 0,
     max_workers: int = 32,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    max_concurrent_rpcs: int | None = None,
 ) -> RunningServer:
-    """Start serving; health stays NOT_SERVING until the caller says it is ready."""
+    """Start serving; health stays NOT_SERVING until the caller says it is ready.
+
+    `max_concurrent_rpcs`: calls beyond it are refused at once with RESOURCE_EXHAUSTED
+    instead of waiting, unseen, for a free handler thread."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
         options=channel_options(max_message_bytes),
+        maximum_concurrent_rpcs=max_concurrent_rpcs,
     )
     names = [r.service_name for r in registrations]
     for r in registrations:

@@ -37,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-job-size", type=int, default=32, help="largest job accepted (default 32)")
     parser.add_argument("--max-round", type=int, default=32, help="most requests per encoder batch (default 32)")
     parser.add_argument("--max-queue", type=int, default=4096, help="queued requests before RESOURCE_EXHAUSTED")
+    parser.add_argument("--max-inflight", type=int, default=1024,
+                        help="calls in flight at once; more are refused with RESOURCE_EXHAUSTED (default 1024)")
     parser.add_argument("--home", default=None, help="state directory holding checkpoints (default $MOSEL_HOME)")
     parser.add_argument("--wait-s", type=float, default=60.0, help="how long to wait for the store and encoders")
     args = parser.parse_args(argv)
@@ -84,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     running = start_server(
         [Registration(servicer, selection_pb2_grpc.add_SelectionServiceServicer_to_server, "mosel.v1.SelectionService")],
         host=args.host, port=args.port, max_message_bytes=args.max_message_mb * 1024 * 1024,
+        # Handlers block until their job is answered: one thread per call in flight, so the
+        # scheduler sees every waiting job rather than gRPC queueing calls out of its sight.
+        max_workers=args.max_inflight, max_concurrent_rpcs=args.max_inflight,
     )
     install_signal_handlers(running, args.grace_s)
     running.set_serving(True)
