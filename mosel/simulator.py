@@ -9,11 +9,18 @@ formation as mosel.selection.dispatcher, against a cost model instead of encoder
   failed without starting ("dropped"); then jobs are taken in EDF order while the round
   holds at most `max_round_items` requests (never splitting a job, stopping at the first
   job that does not fit; a job larger than a round runs alone);
-- the round takes round_latency(cost, combined split) * unit_s seconds, times an optional
-  measurement noise factor exp(N(log(bias), noise)); all its jobs finish when it ends
+- the round takes `scale * round_latency(cost, combined split) * unit_s + round_overhead_s`
+  seconds, times an optional measurement noise factor exp(N(log(bias), noise)); all its
+  jobs finish when it ends
   ("served" when by their deadline, else "late"). Policies with the hooks get
   `round_started` / `round_finished` (measured vs predicted latency), as the live
   dispatcher should call them.
+
+`round_overhead_s` and `scale` are the same two numbers the live Predictor fits
+(mosel.scheduling.predict, `overhead_s` and `correction`): the fixed cost of a live round
+that a compute profile cannot see (gRPC calls to the encoders, (de)serialisation, fusion
+head, Python dispatch) and the ratio of live to profiled compute. Defaults 0 and 1 model
+profiled compute only; mosel.bench.paper calibrates them against a live stack.
 
 Every job gets exactly one outcome. Jobs are mosel.selection.jobs.Job / Item objects whose
 `model` is a `SimModel` exposing what policies use (name, configurations,
@@ -135,7 +142,12 @@ def _percentile(values: Sequence[float], q: float) -> float:
 
 
 def simulate(specs: Sequence[SimJob], policy, model: SimModel, *, max_round_items: int = 32,
-             unit_s: float = 1e-3, noise: float = 0.0, bias: float = 1.0, seed: int = 0) -> SimResult:
+             unit_s: float = 1e-3, noise: float = 0.0, bias: float = 1.0, seed: int = 0,
+             round_overhead_s: float = 0.0, scale: float = 1.0) -> SimResult:
+    if not (math.isfinite(round_overhead_s) and round_overhead_s >= 0.0):
+        raise ValueError(f"round_overhead_s must be finite and >= 0, got {round_overhead_s}")
+    if not (math.isfinite(scale) and scale > 0.0):
+        raise ValueError(f"scale must be finite and > 0, got {scale}")
     rng = random.Random(seed)
     order = sorted(range(len(specs)), key=lambda i: (specs[i].arrival, i))
     jobs = {i: make_job(model, specs[i], i) for i in order}
@@ -197,7 +209,7 @@ def simulate(specs: Sequence[SimJob], policy, model: SimModel, *, max_round_item
                 counts[cfg_index[it.configuration]] += 1
         hook = getattr(policy, "round_started", None)
         predicted_s = hook(taken, now) if hook else 0.0
-        actual_s = round_latency(cost, counts) * unit_s
+        actual_s = scale * (round_latency(cost, counts) * unit_s) + round_overhead_s
         if noise > 0 or bias != 1.0:
             actual_s *= math.exp(rng.gauss(math.log(bias), noise))
         in_flight[:] = taken

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mosel.config import mosel_home, repo_root
+from mosel.config import repo_root
 
 
 class StackError(RuntimeError):
@@ -154,10 +154,6 @@ class Stack:
             codes[name] = svc.proc.returncode
         self.services.clear()
         return codes
-
-
-def default_home() -> Path:
-    return mosel_home()
 
 
 def _ensure_matrix(client, stack: Stack, progress: bool, say) -> None:

@@ -58,7 +58,8 @@ def test_edf_order_expired_not_started_and_one_answer_each(model):
     try:
         blocker = make_job(model, 4, 5.0, "blocker")  # holds the first round in flight
         d.submit(blocker)
-        time.sleep(0.2)
+        while blocker.started is None:  # its round is in flight, held at the encoders
+            time.sleep(0.01)
         late = make_job(model, 2, 5.0, "late")
         soon = make_job(model, 2, 2.0, "soon")
         expiring = make_job(model, 1, 0.05, "expiring")
@@ -127,5 +128,36 @@ def test_fusion_gets_only_the_modalities_each_request_used(model):
         answer = job.future.result(10)
         assert [r.configuration for r in answer.results] == ["audio+image+video", "audio"]
         assert seen["present"].tolist() == [[True, True, True], [True, False, False]]
+    finally:
+        d.stop()
+
+
+@pytest.mark.parametrize("wait_s, rounds", [(0.0, 2), (1.0, 1)])
+def test_batch_wait_lets_a_part_filled_round_gather_requests(model, wait_s, rounds):
+    gate = threading.Event()
+    encoders = FakeEncoders(model.pack.embed_dim)
+    d = Dispatcher(model, encoders, AgnosticPolicy(), ServingStats(), max_round_items=2, max_wait_s=wait_s)
+    try:
+        first = make_job(model, 1, 5.0, "first")
+        d.submit(first)
+        time.sleep(0.2)
+        second = make_job(model, 1, 5.0, "second")
+        d.submit(second)
+        first.future.result(10), second.future.result(10)
+        sizes = [n for m, n in encoders.calls if m == "audio"]
+        assert len(sizes) == rounds and sum(sizes) == 2
+    finally:
+        gate.set()
+        d.stop()
+
+
+def test_batch_wait_spends_at_most_half_of_a_jobs_budget(model):
+    encoders = FakeEncoders(model.pack.embed_dim)
+    d = Dispatcher(model, encoders, AgnosticPolicy(), ServingStats(), max_round_items=8, max_wait_s=5.0)
+    try:
+        job = make_job(model, 1, 1.0, "urgent")
+        d.submit(job)
+        job.future.result(10)
+        assert 0.45 <= job.started - job.received < 0.9
     finally:
         d.stop()

@@ -353,3 +353,35 @@ def test_mosel_plan_matches_reference_on_bench_queues(model):
         fresh._degraded = set(pol._degraded)
         fresh.plan(jobs, 0.0)
         assert [it.configuration for j in jobs for it in j.items] == first
+
+
+@pytest.mark.parametrize("name", ["agnostic", "mosel"])
+def test_simulator_round_overhead_and_scale(model, name):
+    # one job alone: its JCT is exactly one round, scale * profiled + overhead
+    size = 5
+    profiled_s = model.profiles.cost.latency({FULL: size}) * 1e-3
+    specs = [S.SimJob(arrival=0.25, size=size, min_accuracy=paper.ACCURACIES[FULL], deadline=1e6, id="one")]
+    base = S.simulate(specs, make_policy(name), model).outcomes[0]
+    assert base.status == "served" and base.configurations == [FULL] * size
+    assert base.finish - base.arrival == pytest.approx(profiled_s, rel=1e-12)
+    for overhead, scale in ((0.0, 1.0), (0.004, 1.0), (0.0, 2.5), (0.0123, 0.4)):
+        o = S.simulate(specs, make_policy(name), model, round_overhead_s=overhead, scale=scale).outcomes[0]
+        assert o.status == "served" and o.started == 0.25
+        assert o.finish - o.arrival == pytest.approx(scale * profiled_s + overhead, rel=1e-12, abs=1e-15)
+    # the defaults are today's simulator, bit for bit
+    assert S.simulate(specs, make_policy(name), model, round_overhead_s=0.0, scale=1.0).outcomes[0].finish == base.finish
+    with pytest.raises(ValueError):
+        S.simulate(specs, make_policy(name), model, round_overhead_s=-1e-3)
+    with pytest.raises(ValueError):
+        S.simulate(specs, make_policy(name), model, scale=0.0)
+
+
+def test_simulator_overhead_delays_queue(model):
+    # two single-request jobs at t=0: the second waits for the first round, so with overhead h
+    # and scale s it finishes after two rounds of (s * L(1) + h) each (rounds hold one job here)
+    one_s = model.profiles.cost.latency({FULL: 1}) * 1e-3
+    specs = [S.SimJob(0.0, 1, 0.0, 1e6, id="a"), S.SimJob(0.0, 1, 0.0, 1e6, id="b")]
+    res = S.simulate(specs, make_policy("agnostic"), model, max_round_items=1, round_overhead_s=0.01, scale=2.0)
+    fin = sorted(o.finish for o in res.outcomes)
+    assert fin == pytest.approx([2.0 * one_s + 0.01, 2 * (2.0 * one_s + 0.01)], rel=1e-12)
+    assert res.summary.rounds == 2

@@ -29,8 +29,8 @@ def register(sub) -> None:
                    help="use this running selection service (one policy, whatever it runs) instead")
     p.add_argument("--store", default="127.0.0.1:50051", metavar="HOST:PORT",
                    help="profile store of the --target stack (for the latency profile)")
-    p.add_argument("--load", type=float, default=0.9,
-                   help="offered load as a multiple of the capacity measured by a closed-loop probe (default 0.9)")
+    p.add_argument("--load", type=float, default=0.8,
+                   help="offered load as a multiple of the capacity measured by a closed-loop probe (default 0.8)")
     p.add_argument("--duration-s", type=float, default=8.0, help="seconds of traffic per policy (default 8)")
     p.add_argument("--delta", type=float, default=0.06,
                    help="accuracy floors are uniform in [best - delta, best] (default 0.06)")

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
-import torch
 from torch import nn
 
 from mosel.modalities import all_configurations
@@ -147,13 +146,3 @@ class ModelPack(ABC):
             "configurations": self.configurations(),
         }
 
-
-def stack_embeddings(per_modality: Sequence[torch.Tensor | None], batch: int, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Helper for training: list (pack order) of [B, D] or None -> (emb [B, M, D], present [B, M])."""
-    emb = torch.zeros(batch, len(per_modality), dim)
-    present = torch.zeros(batch, len(per_modality), dtype=torch.bool)
-    for i, e in enumerate(per_modality):
-        if e is not None:
-            emb[:, i] = e
-            present[:, i] = True
-    return emb, present

@@ -36,13 +36,16 @@ DOWNSTREAM_MARGIN_S = 0.002
 
 class Dispatcher:
     def __init__(self, model: ServedModel, encoders: EncoderPool, policy: Policy, stats: ServingStats,
-                 max_round_items: int = 32, max_queue_items: int = 4096):
+                 max_round_items: int = 32, max_queue_items: int = 4096, max_wait_s: float = 0.0):
         self.model = model
         self.encoders = encoders
         self.policy = policy
         self.stats = stats
         self.max_round_items = max_round_items
         self.max_queue_items = max_queue_items
+        # How long a part-filled round may wait for more requests (0: dispatch at once, as
+        # the paper does); never past the earliest queued deadline.
+        self.max_wait_s = max_wait_s
         self.tuning_version = 0  # tuning record in force (0 = code defaults)
         self._heap: list[tuple[tuple, Job]] = []
         self._queued_items = 0
@@ -86,6 +89,7 @@ class Dispatcher:
                     self._cond.wait()
                 if not self._heap and self._stopping:
                     return
+                self._wait_to_fill()
                 round_jobs = self._take_round(time.monotonic())
             if round_jobs:
                 try:
@@ -93,6 +97,21 @@ class Dispatcher:
                 except Exception as exc:  # noqa: BLE001 - a round failure must settle its jobs
                     for job in round_jobs:
                         self._fail(job, exc)
+
+    def _wait_to_fill(self) -> None:
+        """With a batch wait, hold a part-filled round until it fills, its oldest request has
+        waited max_wait_s, or the most urgent job has used half its budget (called with the
+        lock held)."""
+        if self.max_wait_s <= 0:
+            return
+        while self._heap and not self._stopping and self._queued_items < self.max_round_items:
+            oldest = min(job.received for _, job in self._heap)
+            urgent = self._heap[0][1]
+            limit = min(oldest + self.max_wait_s, urgent.received + 0.5 * (urgent.deadline - urgent.received))
+            remaining = limit - time.monotonic()
+            if remaining <= 0:
+                return
+            self._cond.wait(remaining)
 
     def _take_round(self, now: float) -> list[Job]:
         """Pop expired jobs (answer DEADLINE_EXCEEDED, never start them) and the next round."""

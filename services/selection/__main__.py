@@ -37,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-job-size", type=int, default=32, help="largest job accepted (default 32)")
     parser.add_argument("--max-round", type=int, default=32, help="most requests per encoder batch (default 32)")
     parser.add_argument("--max-queue", type=int, default=4096, help="queued requests before RESOURCE_EXHAUSTED")
+    parser.add_argument("--batch-wait-ms", type=float, default=0.0,
+                        help="let a part-filled batch wait this long for more requests (default 0: send at once)")
     parser.add_argument("--max-inflight", type=int, default=1024,
                         help="calls in flight at once; more are refused with RESOURCE_EXHAUSTED (default 1024)")
     parser.add_argument("--home", default=None, help="state directory holding checkpoints (default $MOSEL_HOME)")
@@ -78,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     policy_options = {} if args.policy == "agnostic" else {"max_round_items": args.max_round}
     dispatchers = {
         name: Dispatcher(model, pools[name], make_policy(args.policy, **policy_options), stats,
-                         max_round_items=args.max_round, max_queue_items=args.max_queue)
+                         max_round_items=args.max_round, max_queue_items=args.max_queue,
+                         max_wait_s=args.batch_wait_ms / 1000.0)
         for name, model in models.items()
     }
     servicer = SelectionServicer(dispatchers, stats, args.policy, default_budget_ms=args.default_budget_ms,
