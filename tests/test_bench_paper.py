@@ -83,6 +83,36 @@ def test_to_sim_jobs_deadlines():
         assert s.deadline == pytest.approx(want) and s.size == j.size and s.min_accuracy == j.min_accuracy
 
 
+def test_fit_round_model():
+    prof = [0.001, 0.002, 0.004, 0.008]
+    overhead, scale = BP.fit_round_model(prof, [0.003 + 2.5 * x for x in prof])
+    assert overhead == pytest.approx(0.003) and scale == pytest.approx(2.5)
+    # a negative free intercept falls back to a fit through the origin
+    overhead, scale = BP.fit_round_model([1.0, 2.0, 3.0], [0.5, 2.0, 3.5])
+    assert overhead == 0.0 and scale == pytest.approx((0.5 + 4.0 + 10.5) / 14.0)
+    # one size: scale only
+    assert BP.fit_round_model([2.0, 2.0], [5.0, 7.0]) == (0.0, 3.0)
+    with pytest.raises(ValueError):
+        BP.fit_round_model([], [])
+
+
+def test_replay_compare_tolerance():
+    from mosel.simulator import Summary
+
+    def summ(served, jobs, mean, p99):
+        return Summary(jobs=jobs, requests=jobs, counts={"served": served, "late": 0, "expired": 0, "dropped": 0,
+                                                         "refused": jobs - served}, duration_s=1.0,
+                       throughput_rps=0.0, goodput_rps=0.0, miss_rate=1 - served / jobs, mean_jct_ms=mean,
+                       p99_jct_ms=p99, mean_accuracy=0.9, floor_violations=0, rounds=1)
+
+    live = {"on_time_jobs": 90, "jobs": 100, "mean_jct_ms": 20.0, "p99_jct_ms": 60.0}
+    ok = BP.replay_compare(live, summ(80, 100, 10.0, 30.0))
+    assert ok["within_tolerance"] and ok["jct_ratio_live_over_sim"] == pytest.approx(2.0)
+    assert ok["p99_ratio_live_over_sim"] == pytest.approx(2.0)
+    assert not BP.replay_compare(live, summ(100, 100, 2.0, 3.0))["within_tolerance"]  # JCT off by 10x
+    assert not BP.replay_compare(live, summ(70, 100, 20.0, 60.0))["within_tolerance"]  # on-time off by 0.2
+
+
 # ----------------------------------------------------------------------------- open loop vs a slow server
 
 
@@ -220,6 +250,12 @@ def test_quick_report_consistent(quick_report):
             assert row[header.index("miss_rate")] == BP._fmt(p["miss_rate"])
             assert row[header.index("served_jobs")] == BP._fmt(p["served_jobs"])
         assert name in live["replay"]
+        rep_row, cal = live["replay"][name], live["calibration"][name]
+        assert cal["round_overhead_s"] >= 0 and cal["scale"] > 0 and cal["noise"] >= 0
+        assert rep_row["round_overhead_ms"] == pytest.approx(cal["round_overhead_s"] * 1e3)
+        for r in (rep_row, rep_row["uncalibrated"]):
+            assert 0.0 <= r["sim_on_time_fraction"] <= 1.0 and 0.0 <= r["live_on_time_fraction"] <= 1.0
+    assert "uncal. sim on-time" in md and "cal. within tol." in md
     for trace in (out / "traces").glob("*.json"):
         for j in json.loads(trace.read_text()):
             if j["code"] == "OK":
