@@ -162,9 +162,14 @@ def test_bad_input_gets_the_right_status_and_names_the_field(client, samples, ca
     assert "Traceback" not in details
 
 
-def test_services_survive_bad_input(client, samples):
+def test_services_survive_bad_input_and_count_it(client, samples):
     r = client.infer(MODEL, samples[1][0], budget_ms=10000)
     assert r.configuration == "audio+image+video"
+    stats = client.stats(MODEL)
+    assert stats.errors["INVALID_ARGUMENT"] >= 10 and stats.errors["NOT_FOUND"] >= 2
+    assert stats.requests_served >= 1 and stats.requests_received > stats.requests_served
+    code, details = _code(lambda: client.stats("no-such-model"))
+    assert code == grpc.StatusCode.NOT_FOUND
 
 
 def test_bad_job_item_is_named(client, samples):

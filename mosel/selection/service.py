@@ -9,7 +9,8 @@ from concurrent.futures import TimeoutError as FutureTimeout
 
 import grpc
 
-from mosel.errors import DeadlineExceeded, InvalidArgument, NotFound, grpc_errors, status_of
+from mosel.errors import DeadlineExceeded, InvalidArgument, MoselError, NotFound, grpc_errors, status_of
+from mosel.packs.base import InvalidInput
 from mosel.modalities import config_modalities
 from mosel.selection.dispatcher import Dispatcher
 from mosel.selection.jobs import Job, build_job
@@ -24,10 +25,9 @@ ANSWER_GRACE_S = 5.0
 
 
 class SelectionServicer(selection_pb2_grpc.SelectionServiceServicer):
-    def __init__(self, dispatchers: dict[str, Dispatcher], stats: ServingStats, policy: str,
+    def __init__(self, dispatchers: dict[str, Dispatcher], policy: str,
                  default_budget_ms: float = 1000.0, max_job_size: int = 32):
         self.dispatchers = dispatchers
-        self.stats = stats
         self.policy = policy
         self.default_budget_ms = default_budget_ms
         self.max_job_size = max_job_size
@@ -42,16 +42,23 @@ class SelectionServicer(selection_pb2_grpc.SelectionServiceServicer):
             raise NotFound(f"model: unknown model {model!r}; served models: {sorted(self.dispatchers)}") from None
 
     def _job_from_request(self, request: selection_pb2.InferRequest, rpc_remaining: float | None) -> Job:
-        d = self._dispatcher(request.model)
-        return build_job(d.model, request.id, [(request.id, request.inputs)], request.slo,
-                         default_budget_ms=self.default_budget_ms, max_job_size=self.max_job_size,
-                         rpc_remaining_s=rpc_remaining, item_field="")
+        return self._build(request.model, request.id, [(request.id, request.inputs)], request.slo,
+                           rpc_remaining, item_field="")
 
     def _job_from_job_request(self, request: selection_pb2.InferJobRequest, rpc_remaining: float | None) -> Job:
-        d = self._dispatcher(request.model)
-        return build_job(d.model, request.job_id, [(it.id, it.inputs) for it in request.items], request.slo,
-                         default_budget_ms=self.default_budget_ms, max_job_size=self.max_job_size,
-                         rpc_remaining_s=rpc_remaining)
+        return self._build(request.model, request.job_id, [(it.id, it.inputs) for it in request.items],
+                           request.slo, rpc_remaining, item_field="items")
+
+    def _build(self, model: str, job_id: str, items, slo, rpc_remaining: float | None, item_field: str) -> Job:
+        """Validate into a Job; refusals count in the model's statistics (errors by code)."""
+        d = self._dispatcher(model)
+        try:
+            return build_job(d.model, job_id, items, slo, default_budget_ms=self.default_budget_ms,
+                             max_job_size=self.max_job_size, rpc_remaining_s=rpc_remaining, item_field=item_field)
+        except (MoselError, InvalidInput) as exc:
+            d.stats.received(max(1, len(items)))
+            d.stats.failed(status_of(exc)[0].name, max(1, len(items)))
+            raise
 
     def _run(self, job: Job) -> selection_pb2.InferJobResponse:
         self.dispatchers[job.model.name].submit(job)
@@ -151,10 +158,9 @@ class SelectionServicer(selection_pb2_grpc.SelectionServiceServicer):
 
     @grpc_errors
     def GetStats(self, request, context):
-        if request.model:
-            self._dispatcher(request.model)
-        snap = self.stats.snapshot()
-        depth = sum(d.queue_depth() for name, d in self.dispatchers.items() if not request.model or name == request.model)
+        chosen = [self._dispatcher(request.model)] if request.model else list(self.dispatchers.values())
+        snap = ServingStats.combined([d.stats for d in chosen])
+        depth = sum(d.queue_depth() for d in chosen)
         return selection_pb2.Stats(queue_depth=depth, policy=self.policy, **snap)
 
 

@@ -47,19 +47,33 @@ class ServingStats:
                 self.deadline_misses += n
 
     def snapshot(self) -> dict:
-        with self._lock:
-            lat = np.array(self._latency_ms) if self._latency_ms else np.zeros(1)
-            return {
-                "requests_received": self.requests_received,
-                "requests_served": self.requests_served,
-                "requests_degraded": self.requests_degraded,
-                "deadline_misses": self.deadline_misses,
-                "jobs_received": self.jobs_received,
-                "jobs_served": self.jobs_served,
-                "errors": dict(self.errors),
-                "served_by_configuration": dict(self.by_configuration),
-                "mean_expected_accuracy": self._accuracy_sum / self.requests_served if self.requests_served else 0.0,
-                "latency_p50_ms": float(np.percentile(lat, 50)),
-                "latency_p99_ms": float(np.percentile(lat, 99)),
-                "uptime_s": time.monotonic() - self.started,
-            }
+        return ServingStats.combined([self])
+
+    @staticmethod
+    def combined(parts: list["ServingStats"]) -> dict:
+        """One snapshot over several models' statistics (GetStats without a model filter)."""
+        totals = {"requests_received": 0, "requests_served": 0, "requests_degraded": 0, "deadline_misses": 0,
+                  "jobs_received": 0, "jobs_served": 0}
+        errors: Counter[str] = Counter()
+        configs: Counter[str] = Counter()
+        accuracy_sum, latencies, started = 0.0, [], time.monotonic()
+        for part in parts:
+            with part._lock:
+                for key in totals:
+                    totals[key] += getattr(part, key)
+                errors.update(part.errors)
+                configs.update(part.by_configuration)
+                accuracy_sum += part._accuracy_sum
+                latencies.extend(part._latency_ms)
+                started = min(started, part.started)
+        lat = np.array(latencies) if latencies else np.zeros(1)
+        served = totals["requests_served"]
+        return {
+            **totals,
+            "errors": dict(errors),
+            "served_by_configuration": dict(configs),
+            "mean_expected_accuracy": accuracy_sum / served if served else 0.0,
+            "latency_p50_ms": float(np.percentile(lat, 50)),
+            "latency_p99_ms": float(np.percentile(lat, 99)),
+            "uptime_s": time.monotonic() - started,
+        }

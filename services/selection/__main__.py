@@ -75,16 +75,15 @@ def main(argv: list[str] | None = None) -> int:
     sync = ProfileSync(store, models)
     sync.load_all()
     sync.start()
-    stats = ServingStats()
     # Predicting policies must form rounds exactly as the dispatcher does.
     policy_options = {} if args.policy == "agnostic" else {"max_round_items": args.max_round}
     dispatchers = {
-        name: Dispatcher(model, pools[name], make_policy(args.policy, **policy_options), stats,
+        name: Dispatcher(model, pools[name], make_policy(args.policy, **policy_options), ServingStats(),
                          max_round_items=args.max_round, max_queue_items=args.max_queue,
                          max_wait_s=args.batch_wait_ms / 1000.0)
         for name, model in models.items()
     }
-    servicer = SelectionServicer(dispatchers, stats, args.policy, default_budget_ms=args.default_budget_ms,
+    servicer = SelectionServicer(dispatchers, args.policy, default_budget_ms=args.default_budget_ms,
                                  max_job_size=args.max_job_size)
     running = start_server(
         [Registration(servicer, selection_pb2_grpc.add_SelectionServiceServicer_to_server, "mosel.v1.SelectionService")],
