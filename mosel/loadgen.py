@@ -198,7 +198,7 @@ class OpenLoopResult:
 
 def run_open_loop(stub, model: str, samples: list, workload, budget_ms_of, *, grace_s: float = 5.0,
                   progress: bool = False, desc: str = "jobs", drain_timeout_s: float = 120.0,
-                  job_prefix: str = "job") -> OpenLoopResult:
+                  job_prefix: str = "job", absolute_deadlines: bool = True) -> OpenLoopResult:
     """Send each job of `workload` (mosel.workload.Workload) at its scheduled arrival time,
     however slow the server is: calls are issued with `stub.InferJob.future` (many in flight)
     from one pacing thread that sleeps until each arrival; answers are recorded by callbacks.
@@ -207,7 +207,8 @@ def run_open_loop(stub, model: str, samples: list, workload, budget_ms_of, *, gr
     (inputs dict, true label), drawn round robin. `budget_ms_of(job)`: the job's deadline budget
     in ms (e.g. full-modality latency of its size + its slack); the gRPC timeout is budget +
     `grace_s`. Requests are built before the clock starts, so encoding does not delay sends.
-    Latency is measured client side from the scheduled arrival (so a late send counts)."""
+    Latency is measured client side from the scheduled arrival (so a late send counts); with
+    `absolute_deadlines` the server is told the same deadline (SLO.deadline_unix_ms)."""
     requests, labels, records = [], [], []
     cursor = 0
     for k, wj in enumerate(workload.jobs):
@@ -255,11 +256,16 @@ def run_open_loop(stub, model: str, samples: list, workload, budget_ms_of, *, gr
 
     futures = []
     t0 = time.perf_counter()
+    wall_t0_ms = time.time() * 1000.0
     for k, rec in enumerate(records):
         wait = rec.scheduled_s - (time.perf_counter() - t0)
         if wait > 0:
             time.sleep(wait)
         rec.sent_s = time.perf_counter() - t0
+        if absolute_deadlines:
+            # The job's deadline counts from its scheduled arrival, as the client measures it,
+            # so a late send does not hand the server a fresh budget.
+            requests[k].slo.deadline_unix_ms = int(wall_t0_ms + (rec.scheduled_s * 1000.0 + rec.budget_ms))
         fut = stub.InferJob.future(requests[k], timeout=rec.budget_ms / 1000.0 + grace_s)
         fut.add_done_callback(lambda f, k=k: finish(k, f))
         futures.append(fut)
