@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 import mosel
-from mosel.packs.checkpoint import code_version, load_fusion_head, load_manifest
+from mosel.packs.checkpoint import checkpoint_sha256, code_version, load_fusion_head, load_manifest
 from mosel.tables import format_table
 from mosel.v1 import profile_store_pb2 as ps
 
@@ -56,10 +56,6 @@ def code_version_string() -> str:
     version = code_version()
     commit = version.get("git_commit", "unknown")
     return version["mosel"] if commit in ("", "unknown") else f"{version['mosel']}+{commit}"
-
-
-def checkpoint_sha256(manifest: dict) -> str:
-    return (manifest.get("checkpoint") or {}).get("sha256", "") or manifest.get("checkpoint_sha256", "")
 
 
 @contextmanager

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import grpc
 
-from mosel.packs.checkpoint import CheckpointError, load_accuracy, load_manifest, load_state
+from mosel.packs.checkpoint import CheckpointError, checkpoint_sha256, load_accuracy, load_manifest, load_state
 from mosel.v1 import profile_store_pb2 as ps
 from mosel.v1 import tensor_pb2
 
@@ -43,10 +43,6 @@ def ensure_evaluated(model: str, home: Path) -> list[dict]:
     return evaluate(model, home=home)
 
 
-def checkpoint_sha(manifest: dict) -> str:
-    return manifest["checkpoint"]["sha256"]
-
-
 def manifest_proto(manifest: dict) -> ps.ModelManifest:
     return ps.ModelManifest(
         name=manifest["name"],
@@ -60,7 +56,7 @@ def manifest_proto(manifest: dict) -> ps.ModelManifest:
         configurations=manifest["configurations"],
         labels=manifest["labels"],
         embed_dim=manifest["embed_dim"],
-        checkpoint_sha256=checkpoint_sha(manifest),
+        checkpoint_sha256=checkpoint_sha256(manifest),
         manifest_json=json.dumps(manifest, sort_keys=True),
     )
 
@@ -74,7 +70,7 @@ def accuracy_proto(model: str, rows: list[dict], manifest: dict) -> ps.AccuracyP
             for r in rows
         ],
         split=json.dumps(manifest.get("data_split", {}), sort_keys=True),
-        checkpoint_sha256=checkpoint_sha(manifest),
+        checkpoint_sha256=checkpoint_sha256(manifest),
         precision="fp32",
     )
 
@@ -93,7 +89,7 @@ def publish(client, model: str, home: Path, size: str | None = None, progress: b
 
     Returns {"manifest": version, "accuracy": version, "checkpoint_sha256": ...}."""
     manifest = ensure_trained(model, home, size=size, progress=progress)
-    sha = checkpoint_sha(manifest)
+    sha = checkpoint_sha256(manifest)
     stored = _latest_or_none(client.get_model, model)
     if stored is None or stored.checkpoint_sha256 != sha:
         manifest_ref = client.register_model(manifest_proto(manifest))

@@ -7,6 +7,16 @@ from pathlib import Path
 import pytest
 
 
+@pytest.fixture(scope="session", autouse=True)
+def built_extension():
+    """Build (or load) the C++ ops once, up front: a first JIT build takes tens of seconds
+    (a fresh checkout rebuilds, since the build records source paths) and must not land
+    inside a test that times a request."""
+    from mosel import ext
+
+    return ext.load_ops()
+
+
 @pytest.fixture(scope="session")
 def tiny_model_home(tmp_path_factory) -> Path:
     """A state directory (`home=`) holding the "tiny" AV-Digits model, trained once per

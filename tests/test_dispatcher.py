@@ -6,11 +6,12 @@ from __future__ import annotations
 import threading
 import time
 
+import grpc
 import numpy as np
 import pytest
 import torch
 
-from mosel.errors import DeadlineExceeded
+from mosel.errors import DeadlineExceeded, MoselError
 from mosel.packs import get_pack
 from mosel.selection.dispatcher import Dispatcher
 from mosel.selection.jobs import Item, Job
@@ -159,5 +160,22 @@ def test_batch_wait_spends_at_most_half_of_a_jobs_budget(model):
         d.submit(job)
         job.future.result(10)
         assert 0.45 <= job.started - job.received < 0.9
+    finally:
+        d.stop()
+
+
+def test_a_failing_plan_fails_the_queue_instead_of_stranding_it(model):
+    class Broken(AgnosticPolicy):
+        def plan(self, queue, now):
+            raise RuntimeError("bad matrix")
+
+    d = Dispatcher(model, FakeEncoders(model.pack.embed_dim), Broken(), ServingStats())
+    try:
+        job = make_job(model, 2, 5.0, "stranded")
+        d.submit(job)
+        with pytest.raises(MoselError, match="internal error") as info:  # no internals on the wire
+            job.future.result(10)
+        assert info.value.code == grpc.StatusCode.INTERNAL
+        assert d.queue_depth() == 0
     finally:
         d.stop()

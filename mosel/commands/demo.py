@@ -72,7 +72,7 @@ def _full_latency_ms(store_address: str, model: str):
     with ProfileStoreClient(store_address) as store:
         cost = cost_from_latency_profile(store.get_latency_profile(model))
     full = max(cost.configurations, key=lambda c: len(c.split("+")))
-    return lambda b: float(cost.latency({full: min(b, cost.max_batch)})), cost
+    return lambda b: float(cost.latency({full: min(b, cost.max_batch)}))
 
 
 def _live_capacity(address: str, model: str, samples: list, seed: int) -> float:
@@ -90,7 +90,7 @@ def _live_capacity(address: str, model: str, samples: list, seed: int) -> float:
 def _serve(args, targets: dict[str, str], store_address: str) -> int:
     pack = get_pack(args.model)
     samples = pack.test_samples(data_dir=args.data_dir, seed=args.seed)
-    full_ms, _ = _full_latency_ms(store_address, args.model)
+    full_ms = _full_latency_ms(store_address, args.model)
     with MoselClient(next(iter(targets.values()))) as client:
         client.wait_ready(30.0)
         meta = client.metadata(args.model)

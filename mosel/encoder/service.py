@@ -8,6 +8,7 @@ import grpc
 
 from mosel.encoder.runner import EncoderRunner
 from mosel.errors import DeadlineExceeded, InvalidArgument, NotFound, Unavailable, grpc_errors
+from mosel.packs.checkpoint import checkpoint_sha256
 from mosel.serving import wire
 from mosel.v1 import encoder_pb2, encoder_pb2_grpc, tensor_pb2
 
@@ -53,6 +54,6 @@ class EncoderServicer(encoder_pb2_grpc.EncoderServiceServicer):
             warm=r.warm,
             embed_dim=r.pack.embed_dim,
             spec=tensor_pb2.TensorSpec(dtype=s.dtype, shape=list(s.shape), sequence=s.sequence, max_steps=s.max_steps),
-            checkpoint_sha256=r.manifest["checkpoint"]["sha256"],
+            checkpoint_sha256=checkpoint_sha256(r.manifest),
             fused_ops=self.fused_ops,
         )

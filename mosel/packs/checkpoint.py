@@ -139,6 +139,11 @@ def save_model(
 _REQUIRED = ("name", "size", "modalities", "checkpoint", "seed", "code_version", "hyperparameters")
 
 
+def checkpoint_sha256(manifest: Mapping[str, Any]) -> str:
+    """sha256 of the checkpoint a manifest describes."""
+    return manifest["checkpoint"]["sha256"]
+
+
 def load_manifest(name: str, home: str | os.PathLike | None = None) -> dict:
     path = model_dir(name, home) / MANIFEST
     if not path.is_file():

@@ -234,6 +234,12 @@ class MoselPolicy(_ProfiledPolicy):
                 f"deadline unreachable: predicted finish {1000 * (finish[k] - now):.1f} ms from now with the cheapest "
                 f"configurations, budget {1000 * (job.deadline - now):.1f} ms")
 
+    def _all_at_best(self, jobs: Sequence[Job], opts) -> None:
+        """No predicted miss: every job at its most accurate option (also the upgrade path)."""
+        for job, o in zip(jobs, opts):
+            self._apply(job, o[-1])
+        self._degraded = set()
+
     def plan(self, queue: list[Job], now: float) -> None:
         self.drops = []
         if not queue or not self._ready(queue[0].model):
@@ -249,9 +255,7 @@ class MoselPolicy(_ProfiledPolicy):
             margin *= 1.0 - self.upgrade_hysteresis
         miss, finish = p.first_miss(sizes, best_splits, deadlines, now, margin)
         if miss is None:
-            for job, o in zip(queue, opts):
-                self._apply(job, o[-1])
-            self._degraded = set()
+            self._all_at_best(queue, opts)
             return
 
         # (1) jobs hopeless even at all-cheapest (round-based prediction)
@@ -274,9 +278,7 @@ class MoselPolicy(_ProfiledPolicy):
             best_splits = [best_splits[k] for k in live]
             miss, finish = p.first_miss(sizes, best_splits, deadlines, now, margin)
             if miss is None:
-                for job, o in zip(jobs, opts):
-                    self._apply(job, o[-1])
-                self._degraded = set()
+                self._all_at_best(jobs, opts)
                 return
 
         # (2) reassign the window under the additive model, scaled to the rounds

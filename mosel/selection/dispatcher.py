@@ -66,7 +66,7 @@ class Dispatcher:
                 if self._queued_items + job.size > self.max_queue_items:
                     raise ResourceExhausted(
                         f"queue full ({self._queued_items} requests queued, limit {self.max_queue_items})")
-                self.policy.admit(job, self._queue_snapshot(), time.monotonic())
+                self.policy.admit(job, [queued for _, queued in self._heap], time.monotonic())
                 heapq.heappush(self._heap, (job.edf_key(), job))
                 self._queued_items += job.size
                 self._cond.notify()
@@ -90,7 +90,14 @@ class Dispatcher:
                 if not self._heap and self._stopping:
                     return
                 self._wait_to_fill()
-                round_jobs = self._take_round(time.monotonic())
+                try:
+                    round_jobs = self._take_round(time.monotonic())
+                except Exception as exc:  # noqa: BLE001 - a planning failure must not strand the queue
+                    log.exception("%s: planning a round failed; failing the queued jobs", self.model.name)
+                    round_jobs = []
+                    for _, job in self._heap:
+                        self._fail(job, exc)
+                    self._heap, self._queued_items = [], 0
             if round_jobs:
                 try:
                     self._run_round(round_jobs)
@@ -185,9 +192,10 @@ class Dispatcher:
         if round_finished and predicted_s is not None:
             with self._cond:
                 round_finished(finished, finished - started, predicted_s)
-        for job in jobs:
-            rows = [i for i, (j, _) in enumerate(flat) if j is job]
-            self._answer(job, [probs[i] for i in rows], started, finished)
+        first = 0
+        for job in jobs:  # `flat` lists each job's items together, in round order
+            self._answer(job, list(probs[first:first + job.size]), started, finished)
+            first += job.size
 
     # ---- settling ---------------------------------------------------------------------
     def _answer(self, job: Job, scores: list, started: float, finished: float) -> None:

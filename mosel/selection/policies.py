@@ -17,7 +17,8 @@ class Policy(ABC):
     name = "base"
 
     def admit(self, job: Job, queue: list[Job], now: float) -> None:
-        """Raise (e.g. DeadlineExceeded) to refuse a job at once. Default: admit."""
+        """Raise (e.g. DeadlineExceeded) to refuse a job at once. `queue`: the queued jobs,
+        in no particular order. Default: admit."""
 
     @abstractmethod
     def plan(self, queue: list[Job], now: float) -> None:
