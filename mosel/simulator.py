@@ -3,24 +3,29 @@
 It runs the same policy classes (mosel.selection.policies.POLICIES) and the same round
 formation as mosel.selection.dispatcher, against a cost model instead of encoders:
 - a job arrives: `policy.admit(job, queue, now)` (a raised MoselError = refused);
-- whenever the server is idle and the queue is not empty a round is formed at time `now`:
-  jobs whose deadline has passed are failed and never started ("expired"); `policy.plan`
-  sets every queued item's configuration; jobs the policy lists in `policy.drops` are
-  failed without starting ("dropped"); then jobs are taken in EDF order while the round
-  holds at most `max_round_items` requests (never splitting a job, stopping at the first
-  job that does not fit; a job larger than a round runs alone);
-- the round takes `scale * round_latency(cost, combined split) * unit_s + round_overhead_s`
-  seconds, times an optional measurement noise factor exp(N(log(bias), noise)); all its
-  jobs finish when it ends
-  ("served" when by their deadline, else "late"). Policies with the hooks get
-  `round_started` / `round_finished` (measured vs predicted latency), as the live
-  dispatcher should call them.
+- whenever fewer than `pipeline_depth` rounds are in flight and the queue is not empty, a
+  round is committed at time `now`: jobs whose deadline has passed are failed and never
+  started ("expired"); `policy.plan` sets every queued item's configuration; jobs the
+  policy lists in `policy.drops` are failed without starting ("dropped"); then jobs are
+  taken in EDF order while the round holds at most `max_round_items` requests (never
+  splitting a job, stopping at the first job that does not fit; a job larger than a round
+  runs alone);
+- the round puts one batch on each lane it uses (the lanes of mosel.scheduling.predict:
+  one per encoder for late fusion on separate devices, else one); a lane runs its batches
+  one at a time, each taking `scale * profiled + batch_overhead_s` seconds; when all of a
+  round's batches are done its finishing step (fusion head and answers, one round at a
+  time) takes `scale * profiled head + round_overhead_s`; every duration is multiplied by
+  an optional noise factor exp(N(log(bias), noise)). All jobs of a round finish when it is
+  answered ("served" when by their deadline, else "late"). Policies with the hooks get
+  `round_started` / `lane_finished` / `round_finished` as the live dispatcher calls them.
 
-`round_overhead_s` and `scale` are the same two numbers the live Predictor fits
-(mosel.scheduling.predict, `overhead_s` and `correction`): the fixed cost of a live round
-that a compute profile cannot see (gRPC calls to the encoders, (de)serialisation, fusion
-head, Python dispatch) and the ratio of live to profiled compute. Defaults 0 and 1 model
-profiled compute only; mosel.bench.paper calibrates them against a live stack.
+`scale`, `batch_overhead_s` and `round_overhead_s` are what the live Predictor learns
+(`LinearFit` per lane and for the finishing step): the ratio of live to profiled compute
+and the fixed costs a compute profile cannot see (gRPC calls to the encoders,
+(de)serialisation, Python dispatch). Defaults 1, 0 and 0 model profiled compute only;
+mosel.bench.paper calibrates them against a live stack. With one lane and depth 1 a round
+takes `scale * round_latency + batch_overhead_s + round_overhead_s`, the paper's strict
+round-after-round schedule.
 
 Every job gets exactly one outcome. Jobs are mosel.selection.jobs.Job / Item objects whose
 `model` is a `SimModel` exposing what policies use (name, configurations,
@@ -30,15 +35,17 @@ accuracy_of, profiles.cost, profiles.matrix).
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 import random
 import statistics
+from collections import deque
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Mapping, Sequence
 
 from mosel.errors import MoselError
-from mosel.scheduling.predict import round_latency
+from mosel.scheduling.predict import Predictor
 from mosel.selection.jobs import Item, Job
 
 STATUSES = ("served", "late", "expired", "dropped", "refused")
@@ -143,11 +150,19 @@ def _percentile(values: Sequence[float], q: float) -> float:
 
 def simulate(specs: Sequence[SimJob], policy, model: SimModel, *, max_round_items: int = 32,
              unit_s: float = 1e-3, noise: float = 0.0, bias: float = 1.0, seed: int = 0,
-             round_overhead_s: float = 0.0, scale: float = 1.0) -> SimResult:
+             round_overhead_s: float = 0.0, scale: float = 1.0, batch_overhead_s: float = 0.0,
+             pipeline_depth: int = 1) -> SimResult:
     if not (math.isfinite(round_overhead_s) and round_overhead_s >= 0.0):
         raise ValueError(f"round_overhead_s must be finite and >= 0, got {round_overhead_s}")
+    if not (math.isfinite(batch_overhead_s) and batch_overhead_s >= 0.0):
+        raise ValueError(f"batch_overhead_s must be finite and >= 0, got {batch_overhead_s}")
     if not (math.isfinite(scale) and scale > 0.0):
         raise ValueError(f"scale must be finite and > 0, got {scale}")
+    if pipeline_depth < 1:
+        raise ValueError(f"pipeline_depth must be >= 1, got {pipeline_depth}")
+    configure = getattr(policy, "configure", None)
+    if configure is not None and hasattr(policy, "pipeline_depth"):
+        configure(pipeline_depth=pipeline_depth)  # the policy predicts the pipeline it runs in
     rng = random.Random(seed)
     order = sorted(range(len(specs)), key=lambda i: (specs[i].arrival, i))
     jobs = {i: make_job(model, specs[i], i) for i in order}
@@ -155,13 +170,24 @@ def simulate(specs: Sequence[SimJob], policy, model: SimModel, *, max_round_item
            for i in order}
     index_of = {id(job): i for i, job in jobs.items()}
     cost = model.profiles.cost
-    cfg_index = {c: k for k, c in enumerate(cost.configurations)}
+    # The "true" costs: the same lanes and profiled work the predictor uses, scaled, with
+    # fixed costs and noise on top (the predictor has to learn them).
+    truth = Predictor(cost, max_round_items, unit_s=unit_s)
+    n_lanes = len(truth.lanes)
     heap: list[tuple[tuple, int, Job]] = []
-    in_flight: list[Job] = []
-    busy_end = math.inf
-    predicted_s = 0.0
-    actual_s = 0.0
+    events: list[tuple[float, int, str, object]] = []  # (time, tie-break, kind, payload)
+    tie = itertools.count()
+    lane_queue: list[deque] = [deque() for _ in range(n_lanes)]
+    lane_busy = [False] * n_lanes
+    finisher: deque = deque()
+    finisher_busy = False
+    in_flight = 0
     rounds = 0
+
+    def noisy(seconds: float) -> float:
+        if noise > 0 or bias != 1.0:
+            return seconds * math.exp(rng.gauss(math.log(bias), noise))
+        return seconds
 
     def settle(job: Job, status: str, now: float | None = None) -> None:
         o = out[index_of[id(job)]]
@@ -176,12 +202,32 @@ def simulate(specs: Sequence[SimJob], policy, model: SimModel, *, max_round_item
     def queue() -> list[Job]:
         return [job for _, _, job in sorted(heap)]
 
-    def start_round(now: float) -> None:
-        nonlocal busy_end, predicted_s, actual_s, rounds, heap
+    def run_lane(k: int, now: float) -> None:
+        if lane_busy[k] or not lane_queue[k]:
+            return
+        rnd = lane_queue[k].popleft()
+        lane_busy[k] = True
+        seconds = noisy(scale * rnd["work"][k] + batch_overhead_s)
+        heapq.heappush(events, (now + seconds, next(tie), "lane", (k, rnd, seconds)))
+
+    def run_finisher(now: float) -> None:
+        nonlocal finisher_busy
+        if finisher_busy or not finisher:
+            return
+        rnd = finisher.popleft()
+        finisher_busy = True
+        seconds = noisy(scale * rnd["work"][-1] + round_overhead_s)
+        heapq.heappush(events, (now + seconds, next(tie), "finish", (rnd, seconds)))
+
+    def start_round(now: float) -> bool:
+        """Commit one round if the pipeline has room; whether one was committed."""
+        nonlocal heap, in_flight, rounds
+        if in_flight >= pipeline_depth:
+            return False
         while heap and heap[0][2].deadline <= now:
             settle(heapq.heappop(heap)[2], "expired")
         if not heap:
-            return
+            return False
         policy.plan(queue(), now)
         drops = {id(j) for j in getattr(policy, "drops", ()) or ()}
         if drops:
@@ -201,35 +247,55 @@ def simulate(specs: Sequence[SimJob], policy, model: SimModel, *, max_round_item
             if items > max_round_items:
                 break
         if not taken:
-            return
-        counts = [0] * len(cfg_index)
+            return False
         for job in taken:
             job.started = now
-            for it in job.items:
-                counts[cfg_index[it.configuration]] += 1
+        split = truth.split_of([it.configuration for job in taken for it in job.items])
         hook = getattr(policy, "round_started", None)
-        predicted_s = hook(taken, now) if hook else 0.0
-        actual_s = scale * (round_latency(cost, counts) * unit_s) + round_overhead_s
-        if noise > 0 or bias != 1.0:
-            actual_s *= math.exp(rng.gauss(math.log(bias), noise))
-        in_flight[:] = taken
-        busy_end = now + actual_s
+        rnd = {"jobs": taken, "work": truth.lane_work(split), "ticket": hook(taken, now) if hook else None}
+        rnd["pending"] = {k for k in range(n_lanes) if rnd["work"][k] > 0}
+        in_flight += 1
         rounds += 1
+        for k in sorted(rnd["pending"]):
+            lane_queue[k].append(rnd)
+            run_lane(k, now)
+        if not rnd["pending"]:  # nothing to encode (cannot happen with a valid cost model)
+            finisher.append(rnd)
+            run_finisher(now)
+        return True
+
+    def fill(now: float) -> None:
+        while start_round(now):
+            pass
 
     pos = 0
     now = 0.0
     while pos < len(order) or heap or in_flight:
         next_arrival = specs[order[pos]].arrival if pos < len(order) else math.inf
-        if in_flight and busy_end <= next_arrival:
-            now = busy_end
-            for job in in_flight:
-                settle(job, "served" if now <= job.deadline else "late", now)
-            in_flight.clear()
-            busy_end = math.inf
-            hook = getattr(policy, "round_finished", None)
-            if hook:
-                hook(now, actual_s, predicted_s)
-            start_round(now)
+        if events and events[0][0] <= next_arrival:
+            now, _, kind, payload = heapq.heappop(events)
+            if kind == "lane":
+                k, rnd, seconds = payload
+                lane_busy[k] = False
+                hook = getattr(policy, "lane_finished", None)
+                if hook:
+                    hook(rnd["ticket"], k, now, seconds)
+                rnd["pending"].discard(k)
+                if not rnd["pending"]:
+                    finisher.append(rnd)
+                    run_finisher(now)
+                run_lane(k, now)
+            else:
+                rnd, seconds = payload
+                finisher_busy = False
+                for job in rnd["jobs"]:
+                    settle(job, "served" if now <= job.deadline else "late", now)
+                in_flight -= 1
+                hook = getattr(policy, "round_finished", None)
+                if hook:
+                    hook(rnd["ticket"], now, seconds)
+                run_finisher(now)
+                fill(now)
         elif pos < len(order):
             i = order[pos]
             pos += 1
@@ -241,11 +307,10 @@ def simulate(specs: Sequence[SimJob], policy, model: SimModel, *, max_round_item
                 settle(job, "refused")
             else:
                 heapq.heappush(heap, (job.edf_key(), job.seq, job))
-            if not in_flight:
-                start_round(now)
-        else:  # idle, no arrivals left, queue not empty (e.g. all expired): form rounds
+            fill(now)
+        else:  # nothing in flight, no arrivals left, queue not empty (e.g. all expired)
             before = len(heap)
-            start_round(now)
+            fill(now)
             if not in_flight and len(heap) == before:
                 raise RuntimeError("simulator made no progress")
 

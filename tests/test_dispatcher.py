@@ -179,3 +179,104 @@ def test_a_failing_plan_fails_the_queue_instead_of_stranding_it(model):
         assert d.queue_depth() == 0
     finally:
         d.stop()
+
+
+# ---------------------------------------------------------------- per-encoder lanes, pipelining
+
+
+class GatedEncoders(FakeEncoders):
+    """Holds the calls of some modalities until their gate opens; can fail one modality."""
+
+    def __init__(self, dim, gated=(), fail=None):
+        super().__init__(dim)
+        self.gates = {m: threading.Event() for m in gated}
+        self.fail = fail
+        self.started: list[str] = []
+
+    def encode(self, modality, tensors, timeout_s):
+        with self.lock:
+            self.started.append(modality)
+        if modality in self.gates:
+            self.gates[modality].wait(10)
+        if modality == self.fail:
+            raise MoselError(f"{modality} encoder broke")
+        return super().encode(modality, tensors, timeout_s)
+
+
+def _separate(model):
+    from mosel.costs import LateFusionCost
+
+    tables = {m: [0.0] + [1.0 + n for n in range(1, 33)] for m in model.pack.modality_names}
+    model.update_profiles(cost=LateFusionCost(tables, "separate"))
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_a_later_round_uses_a_free_encoder_while_another_is_busy(model, depth):
+    """Encoders on separate devices each have their own queue: with two rounds in flight an
+    audio-only job is answered while the round before it still waits on the video encoder."""
+    _separate(model)
+    encoders = GatedEncoders(model.pack.embed_dim, gated=["video"])
+    d = Dispatcher(model, encoders, AgnosticPolicy(), ServingStats(), max_round_items=1, pipeline_depth=depth)
+    try:
+        full = make_job(model, 1, 5.0, "full")
+        d.submit(full)
+        while "video" not in encoders.started:
+            time.sleep(0.01)
+        quick = make_job(model, 1, 5.0, "quick")
+        quick.items[0].candidates = ["audio"]
+        d.submit(quick)
+        if depth == 2:
+            assert quick.future.result(5).results[0].configuration == "audio"
+            assert not full.future.done()  # still held at the video encoder
+        else:
+            time.sleep(0.3)
+            assert not quick.future.done()  # strict rounds: waits for the round in flight
+        encoders.gates["video"].set()
+        assert full.future.result(5).results[0].configuration == "audio+image+video"
+        quick.future.result(5)
+    finally:
+        encoders.gates["video"].set()
+        d.stop()
+
+
+def test_a_round_expiring_behind_a_busy_encoder_is_not_started(model):
+    _separate(model)
+    encoders = GatedEncoders(model.pack.embed_dim, gated=["video"])
+    d = Dispatcher(model, encoders, AgnosticPolicy(), ServingStats(), max_round_items=1, pipeline_depth=2)
+    try:
+        full = make_job(model, 1, 5.0, "full")
+        d.submit(full)
+        while "video" not in encoders.started:
+            time.sleep(0.01)
+        short = make_job(model, 1, 0.2, "short")  # its video batch waits behind the held one
+        d.submit(short)
+        time.sleep(0.4)
+        encoders.gates["video"].set()
+        full.future.result(5)
+        with pytest.raises(DeadlineExceeded):
+            short.future.result(5)
+        assert encoders.started.count("video") == 1  # the expired batch never reached the encoder
+    finally:
+        encoders.gates["video"].set()
+        d.stop()
+
+
+def test_one_failing_encoder_fails_its_rounds_once_and_others_go_on(model):
+    _separate(model)
+    encoders = GatedEncoders(model.pack.embed_dim, fail="image")
+    d = Dispatcher(model, encoders, AgnosticPolicy(), ServingStats(), max_round_items=1, pipeline_depth=2)
+    try:
+        jobs = [make_job(model, 1, 5.0, f"j{i}") for i in range(6)]
+        for i, job in enumerate(jobs):
+            if i % 2:
+                job.items[0].candidates = ["audio+video", "audio"]  # never needs the image encoder
+            d.submit(job)
+        for i, job in enumerate(jobs):
+            if i % 2:
+                assert job.future.result(5).results[0].configuration == "audio+video"
+            else:  # its round's image batch failed: the whole round fails, once
+                with pytest.raises(MoselError, match="image encoder broke"):
+                    job.future.result(5)
+        assert encoders.started.count("image") == 3
+    finally:
+        d.stop()

@@ -12,7 +12,8 @@ import pytest
 
 from mosel import paper
 from mosel.errors import DeadlineExceeded
-from mosel.scheduling.predict import Predictor, form_rounds, round_latency
+from mosel.costs import LateFusionCost
+from mosel.scheduling.predict import LinearFit, Predictor, form_rounds, lane_groups, round_latency
 from mosel.scheduling.reassign import Option, reassign
 from mosel.scheduling.policies import AggressivePolicy, MoselPolicy
 from mosel.selection.policies import POLICIES, make_policy
@@ -56,29 +57,87 @@ def test_prediction_edf_rounds_and_backlog(model):
     r2 = round_latency(cost, [6, 0, 0]) * 1e-3
     assert finish[0] == finish[1] == pytest.approx(1.0 + r1)
     assert finish[2] == finish[3] == pytest.approx(1.0 + r1 + r2)
-    # a round in flight delays everything; the correction scales the queued rounds
-    p.busy_until = 1.5
-    p.correction = 2.0
+    # a batch in flight on the lane delays everything; the lane's fit scales the queued rounds
+    p.lane_free[0] = 1.5
+    p.lane_fits[0].scale = 2.0
     f2 = p.finish_times(sizes, splits, now=1.0)
     assert f2[0] == pytest.approx(1.5 + 2 * r1)
-    # a learned per-round overhead is added to every queued round
-    p.overhead_s = 0.01
+    # a learned per-batch overhead is added to every queued round
+    p.lane_fits[0].overhead_s = 0.01
     f3 = p.finish_times(sizes, splits, now=1.0)
     assert f3[0] == pytest.approx(1.5 + 2 * r1 + 0.01)
     assert f3[2] == pytest.approx(1.5 + 2 * (r1 + r2) + 0.02)
 
 
-def test_prediction_learns_fixed_overhead_and_scale(model):
-    """Live rounds cost a fixed overhead the profile cannot see plus a multiple of the
-    profiled time; after some rounds the predictor's estimate tracks both."""
-    q = Predictor(model.profiles.cost, ewma=0.2)
+def test_linear_fit_learns_fixed_overhead_and_scale():
+    """Live batches cost a fixed overhead the profile cannot see plus a multiple of the
+    profiled time; after some batches the fit tracks both."""
+    fit = LinearFit(ewma=0.2)
     rng = np.random.default_rng(0)
     for _ in range(200):
-        predicted = float(rng.choice([0.001, 0.004, 0.012]))
-        q.round_finished(0.0, measured_s=0.006 + 1.5 * predicted, predicted_s=predicted)
-    for predicted in (0.001, 0.004, 0.012):
-        estimate = q.correction * predicted + q.overhead_s
-        assert estimate == pytest.approx(0.006 + 1.5 * predicted, rel=0.15)
+        profiled = float(rng.choice([0.001, 0.004, 0.012]))
+        fit.update(profiled, 0.006 + 1.5 * profiled)
+    for profiled in (0.001, 0.004, 0.012):
+        assert fit(profiled) == pytest.approx(0.006 + 1.5 * profiled, rel=0.15)
+    head = LinearFit()
+    for _ in range(5):
+        head.update(0.0, 0.002)  # nothing profiled (no head table): all of it is overhead
+    assert head(0.0) == pytest.approx(0.002)
+
+
+def _late_fusion(placement, head=None):
+    audio = [0.0] + [1.0 + 0.1 * n for n in range(1, 33)]
+    video = [0.0] + [4.0 + 0.5 * n for n in range(1, 33)]
+    return LateFusionCost({"audio": audio, "video": video}, placement, head)
+
+
+def test_lanes_follow_placement():
+    assert Predictor(_late_fusion("separate")).lanes == [("audio",), ("video",)]
+    assert Predictor(_late_fusion("shared")).lanes == [("audio", "video")]
+    assert lane_groups(None, ["audio", "video"]) == [("audio", "video")]
+    assert Predictor(paper.joint_cost()).lanes == [("model",)]
+
+
+def test_per_encoder_lanes_pipeline_rounds():
+    """Encoders on separate devices: the next round's audio batch runs while this round's
+    video batch is still running; on one device the costs add up."""
+    cost = _late_fusion("separate", head=[0.0] + [0.5] * 32)
+    p = Predictor(cost, max_round_items=4, depth=2)
+    av, a = p.split_of(["audio+video"]), p.split_of(["audio"])
+    sizes, splits = [4, 4], [tuple(4 * x for x in av), tuple(4 * x for x in a)]
+    f = p.finish_times(sizes, splits, now=0.0)
+    video4, audio4 = (4.0 + 2.0) * 1e-3, (1.0 + 0.4) * 1e-3
+    assert f[0] == pytest.approx(video4 + 0.5e-3)  # max(audio, video) + head
+    assert f[1] == pytest.approx(2 * audio4 + 0.5e-3)  # audio lane only, behind round 1's audio
+    assert f[1] < f[0]
+    strict = Predictor(cost, max_round_items=4, depth=1).finish_times(sizes, splits, now=0.0)
+    assert strict[1] == pytest.approx(f[0] + audio4 + 0.5e-3)  # depth 1 waits for round 1
+    shared = Predictor(_late_fusion("shared", head=[0.0] + [0.5] * 32), max_round_items=4, depth=2)
+    g = shared.finish_times(sizes, splits, now=0.0)
+    assert g[0] == pytest.approx(video4 + audio4 + 0.5e-3)
+    assert g[1] == pytest.approx(video4 + 2 * audio4 + 0.5e-3)
+
+
+def test_backlog_moves_with_measured_batches():
+    cost = _late_fusion("separate")
+    p = Predictor(cost, max_round_items=4, depth=2)
+    split = tuple(4 * x for x in p.split_of(["audio+video"]))
+    t1 = p.round_started(0.0, [split])
+    t2 = p.round_started(0.0, [split])
+    assert p.lane_free[1] == pytest.approx(2 * 6.0e-3)
+    # round 1's video batch ran 3 ms longer than predicted: round 2's video moves with it
+    p.lane_finished(t1, 1, now=9.0e-3, measured_s=9.0e-3)
+    assert p.lane_free[1] == pytest.approx(15.0e-3)
+    assert t2.finish == pytest.approx(15.0e-3)
+    assert p.lane_fits[1].samples == 1
+    p.lane_finished(t1, 0, now=1.4e-3, measured_s=1.4e-3)
+    p.round_finished(t1, now=9.5e-3, finishing_s=0.5e-3)
+    assert p.in_flight == [t2]
+    assert p.head_fit(0.0) == pytest.approx(0.5e-3)  # no head profile: the finishing step is overhead
+    # a predictor for a new profile carries the backlog and takes the old tickets' feedback
+    q = Predictor(cost, max_round_items=4, depth=2)
+    q.carry_feedback(p)
+    assert q.in_flight == [t2] and t2.predictor is q and q.lane_free == p.lane_free
 
 
 # ---------------------------------------------------------------- reassignment
@@ -153,7 +212,7 @@ def test_admission_refuses_unreachable_deadline(model):
     late = _job(model, 97, 4, deadline=5.0 + 1e-3)  # behind 80 requests: fine at cheapest within 5 s
     pol.admit(late, queue, 0.0)
     behind = _job(model, 96, 4, deadline=0.05)
-    pol.predictor.busy_until = 0.2  # a round in flight until t = 0.2
+    pol.predictor.lane_free[0] = 0.2  # a batch in flight until t = 0.2
     with pytest.raises(DeadlineExceeded):
         pol.admit(behind, [], 0.0)
 
@@ -278,10 +337,17 @@ def test_reassign_beats_greedy_where_greedy_is_suboptimal():
 @pytest.mark.parametrize("seed", range(20))
 def test_incremental_prediction_equals_full(model, seed):
     rng = random.Random(seed)
-    cost = model.profiles.cost
-    p = Predictor(cost, max_round_items=32)
-    p.busy_until = rng.choice([-1.0, 0.3])
-    p.correction = rng.uniform(0.7, 1.5)
+    lanes = seed % 2 == 1  # odd seeds: late fusion on separate devices, pipelined
+    cost = _late_fusion("separate", head=[0.0] + [0.3] * 32) if lanes else model.profiles.cost
+    depth = rng.choice([1, 2, 3]) if lanes else 1
+
+    def predictor():
+        return Predictor(cost, max_round_items=32, depth=depth)
+
+    p = predictor()
+    p.lane_free = [rng.choice([-1.0, 0.3]) for _ in p.lane_free]
+    for fit in p.lane_fits:
+        fit.scale = rng.uniform(0.7, 1.5)
     configs = list(cost.configurations)
     n = rng.randint(1, 60)
     sizes = [max(1, int(rng.gauss(1, 6))) for _ in range(n)]
@@ -292,8 +358,10 @@ def test_incremental_prediction_equals_full(model, seed):
 
     base_splits = rand_splits()
     base = p.finish_times(sizes, base_splits, now=0.1)
-    ref = Predictor(cost, max_round_items=32)  # fresh caches: the same numbers from scratch
-    ref.busy_until, ref.correction = p.busy_until, p.correction
+    ref = predictor()  # fresh caches: the same numbers from scratch
+    ref.lane_free = list(p.lane_free)
+    for mine, theirs in zip(ref.lane_fits, p.lane_fits):
+        mine.scale = theirs.scale
     assert base == ref.finish_times(sizes, base_splits, now=0.1)
     for _ in range(5):
         first = rng.randrange(n + 1)
@@ -385,3 +453,72 @@ def test_simulator_overhead_delays_queue(model):
     fin = sorted(o.finish for o in res.outcomes)
     assert fin == pytest.approx([2.0 * one_s + 0.01, 2 * (2.0 * one_s + 0.01)], rel=1e-12)
     assert res.summary.rounds == 2
+
+
+# ---------------------------------------------------------------- lanes in the simulator
+
+
+def _lane_model(placement):
+    cost = _late_fusion(placement, head=[0.0] + [0.2] * 32)
+    acc = {"audio+video": 0.95, "audio": 0.85, "video": 0.8}
+    from mosel.solver import solve_matrix
+
+    return S.SimModel("lanes", cost, solve_matrix(cost, acc, max_batch=32, step=0.01), acc)
+
+
+@pytest.mark.parametrize("placement, depth, policy", [("separate", 2, "mosel"), ("separate", 3, "aggressive"),
+                                                     ("shared", 2, "mosel"), ("separate", 1, "mosel")])
+def test_predictor_matches_the_simulated_lanes_exactly(placement, depth, policy):
+    """With exact profiles (no noise, no overheads) every round ends exactly when the
+    policy's predictor said it would once its encoder batches are done (at commit already,
+    with strict rounds): predictor and simulator model the same lanes."""
+    model = _lane_model(placement)
+    pol = make_policy(policy)
+    tickets, at_commit, when_ready, actual = [], {}, {}, {}  # tickets kept alive: ids stay unique
+    started, lane_done, finished = pol.round_started, pol.lane_finished, pol.round_finished
+
+    def on_start(jobs, now):
+        ticket = started(jobs, now)
+        tickets.append(ticket)
+        at_commit[id(ticket)] = ticket.finish
+        return ticket
+
+    def on_lane(ticket, lane, now, seconds):
+        lane_done(ticket, lane, now, seconds)
+        when_ready[id(ticket)] = ticket.finish  # the last report is the one with every batch done
+
+    def on_finish(ticket, now, seconds):
+        actual[id(ticket)] = now
+        finished(ticket, now, seconds)
+
+    pol.round_started, pol.lane_finished, pol.round_finished = on_start, on_lane, on_finish
+    rng = random.Random(5)
+    specs, t = [], 0.0
+    for i in range(300):
+        t += rng.expovariate(200.0)
+        b = rng.randint(1, 6)
+        specs.append(S.SimJob(arrival=t, size=b, min_accuracy=rng.uniform(0.8, 0.95), deadline=t + 0.03, id=f"j{i}"))
+    res = S.simulate(specs, pol, model, pipeline_depth=depth)
+    assert res.summary.rounds == len(actual) == len(tickets) > 100
+    for ticket in tickets:
+        assert actual[id(ticket)] == pytest.approx(when_ready[id(ticket)], abs=1e-12)
+        if depth == 1:  # strict rounds: known exactly from the moment it is committed
+            assert actual[id(ticket)] == pytest.approx(at_commit[id(ticket)], abs=1e-12)
+    assert sum(res.summary.counts.values()) == len(specs)
+
+
+def test_pipelining_separate_encoders_serves_more():
+    """On separate devices, later rounds use idle encoders: the same trace runs with a lower
+    mean JCT at depth 2 than with strict rounds."""
+    model = _lane_model("separate")
+    rng = random.Random(8)
+    specs, t = [], 0.0
+    for i in range(400):
+        t += rng.expovariate(200.0)  # below saturation: with overload, early commits shrink batches
+        b = rng.randint(1, 4)
+        cands = ["audio"] if i % 2 else None  # half the jobs only ever need the audio encoder
+        specs.append(S.SimJob(arrival=t, size=b, min_accuracy=0.0, deadline=t + 0.05, candidates=cands, id=f"j{i}"))
+    strict = S.simulate(specs, make_policy("agnostic"), model, max_round_items=8, pipeline_depth=1).summary
+    piped = S.simulate(specs, make_policy("agnostic"), model, max_round_items=8, pipeline_depth=2).summary
+    assert piped.mean_jct_ms < strict.mean_jct_ms
+    assert piped.miss_rate <= strict.miss_rate

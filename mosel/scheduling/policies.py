@@ -36,9 +36,11 @@ Jobs after the window run at full accuracy (re-planned next round).
 `MoselPolicy.admit`: refuses (DeadlineExceeded) a job predicted to finish after its
 deadline even with itself and every queued job at the cheapest option.
 
-Feedback hooks for the dispatcher: `round_started(jobs, now)` returns the round's predicted
-latency (seconds, uncorrected) and sets `predictor.busy_until`; `round_finished(now,
-measured_s, predicted_s)` updates the correction EWMA.
+Feedback hooks for the dispatcher (and the simulator, which calls them the same way):
+`round_started(jobs, now)` commits a round to the predictor's lanes and returns its ticket
+(None until the profiles are loaded); `lane_finished(ticket, lane, now, measured_s)` and
+`round_finished(ticket, now, finishing_s)` refit the per-lane and finishing-step
+corrections and move the backlog by the error (mosel.scheduling.predict).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ import time
 from typing import Sequence
 
 from mosel.errors import DeadlineExceeded
-from mosel.scheduling.predict import Predictor, round_latency
+from mosel.scheduling.predict import Predictor, RoundTicket, round_latency
 from mosel.scheduling.reassign import Option, pareto, reassign
 from mosel.selection.jobs import Job
 from mosel.selection.policies import POLICIES, AgnosticPolicy, Policy
@@ -61,8 +63,9 @@ FLOOR_TOLERANCE = 1e-9
 class _ProfiledPolicy(Policy):
     name = "profiled"
 
-    def __init__(self, max_round_items: int = 32, unit_s: float = 1e-3):
+    def __init__(self, max_round_items: int = 32, unit_s: float = 1e-3, pipeline_depth: int = 1):
         self.max_round_items = int(max_round_items)
+        self.pipeline_depth = int(pipeline_depth)  # rounds in flight at once (the dispatcher's)
         self.unit_s = float(unit_s)
         self.predictor: Predictor | None = None
         self.drops: list[Job] = []
@@ -78,8 +81,8 @@ class _ProfiledPolicy(Policy):
             if not hasattr(self, name):
                 raise ValueError(f"{self.name} policy has no threshold {name!r}")
             setattr(self, name, value)
-        if "max_round_items" in thresholds:
-            self._profiles_key = None  # the predictor forms rounds of this size: rebuild it
+        if "max_round_items" in thresholds or "pipeline_depth" in thresholds:
+            self._profiles_key = None  # the predictor models rounds of this shape: rebuild it
 
     # ---- profiles ----------------------------------------------------------------
     def _ready(self, model) -> bool:
@@ -95,7 +98,7 @@ class _ProfiledPolicy(Policy):
         key = (id(cost), id(matrix))
         if key != self._profiles_key:
             old = self.predictor
-            self.predictor = Predictor(cost, self.max_round_items, unit_s=self.unit_s)
+            self.predictor = Predictor(cost, self.max_round_items, unit_s=self.unit_s, depth=self.pipeline_depth)
             if old is not None:
                 self.predictor.carry_feedback(old)
             self._profiles_key = key
@@ -169,18 +172,22 @@ class _ProfiledPolicy(Policy):
             item.configuration = config
 
     # ---- dispatcher feedback ---------------------------------------------------------
-    def round_started(self, jobs: Sequence[Job], now: float) -> float:
-        """Predicted latency (s, uncorrected) of the round about to run; sets busy_until."""
+    def round_started(self, jobs: Sequence[Job], now: float) -> RoundTicket | None:
+        """Commit the round about to run to the predictor's lanes; its ticket."""
         for job in jobs:
             self.forget(job)
         if self.predictor is None:
-            return 0.0
+            return None
         splits = [self.predictor.split_of([it.configuration for it in job.items]) for job in jobs]
         return self.predictor.round_started(now, splits)
 
-    def round_finished(self, now: float, measured_s: float, predicted_s: float) -> None:
-        if self.predictor is not None:
-            self.predictor.round_finished(now, measured_s, predicted_s)
+    def lane_finished(self, ticket: RoundTicket | None, lane: int, now: float, measured_s: float) -> None:
+        if ticket is not None and ticket.predictor is self.predictor:  # not a replaced predictor's
+            self.predictor.lane_finished(ticket, lane, now, measured_s)
+
+    def round_finished(self, ticket: RoundTicket | None, now: float, finishing_s: float) -> None:
+        if ticket is not None and ticket.predictor is self.predictor:
+            self.predictor.round_finished(ticket, now, finishing_s)
 
 
 class AggressivePolicy(_ProfiledPolicy):
@@ -203,8 +210,9 @@ class MoselPolicy(_ProfiledPolicy):
     name = "mosel"
 
     def __init__(self, budget_margin: float = 0.91, lookahead: int = 32, upgrade_hysteresis: float = 0.05,
-                 time_cap_s: float = 0.005, max_round_items: int = 32, unit_s: float = 1e-3):
-        super().__init__(max_round_items=max_round_items, unit_s=unit_s)
+                 time_cap_s: float = 0.005, max_round_items: int = 32, unit_s: float = 1e-3,
+                 pipeline_depth: int = 1):
+        super().__init__(max_round_items=max_round_items, unit_s=unit_s, pipeline_depth=pipeline_depth)
         if not 0.0 < budget_margin <= 1.0:
             raise ValueError(f"budget_margin must be in (0, 1], got {budget_margin}")
         if not 0.0 <= upgrade_hysteresis < 1.0:
@@ -286,7 +294,7 @@ class MoselPolicy(_ProfiledPolicy):
         start = p.start_time(now)
         additive = sum(o[-1].latency for o in opts[:n_win])
         rounds = finish[n_win - 1] - start
-        per_unit = p.correction * p.unit_s  # seconds per cost unit
+        per_unit = p.unit_s  # seconds per cost unit
         scale = rounds / (additive * per_unit) if additive > 0 else 1.0
         scale = max(scale, 1e-3)
         win_opts = opts[:n_win]

@@ -1,45 +1,54 @@
-"""Finish-time prediction for an EDF queue, the way the dispatcher will run it.
+"""Finish-time prediction for an EDF queue from per-encoder backlogs (DESIGN.md §3).
 
-The dispatcher (mosel.selection.dispatcher) forms rounds: queued jobs in EDF order are
+The dispatcher (mosel.selection.dispatcher) forms *rounds*: queued jobs in EDF order are
 taken while the round holds at most `max_round_items` requests; a job is never split and
-round formation stops at the first job that does not fit (no skipping ahead). Every job
-of a round is answered when the round ends. Round formation depends only on job sizes,
-never on the chosen configurations.
+round formation stops at the first job that does not fit (no skipping ahead). Round
+formation depends only on job sizes, never on the chosen configurations.
 
-A round's latency comes from the cost model applied to the round's combined split:
-- JointCost: one micro-batch per configuration, sum_c L_c(n_c);
-- LateFusionCost: per-encoder loads summed over the round's requests,
-  `latency_of_loads(loads, round size)` (shared = sum, separate = max, plus the head).
-A batch larger than the profiled max_batch is costed as ceil(n / B) batches
-(q * L(B) + L(r)), since no table entry exists for it. Other cost models fall back to
-`cost.latency(split)`.
+A committed round puts one batch on each *lane* its requests use. A lane is a queue of
+encoder work that runs one batch at a time (`lane_groups`):
+- LateFusionCost, placement "separate": one lane per encoder (each on its own device), so
+  a round's audio batch can run while the previous round's video batch is still running;
+- LateFusionCost, placement "shared": one lane for all encoders (they share a device and
+  their costs add up);
+- JointCost (and any other cost model): one lane for the whole model.
+A lane batch costs the profiled latency of its per-encoder loads (a batch past the
+profiled max_batch is costed as ceil(n / B) batches: q * L(B) + L(r)); when every lane of a
+round is done, the fusion head runs (the head profile, if any) and the round is answered.
+Up to `depth` rounds are in flight at once (the dispatcher's pipeline depth): the next
+round is committed when one finishes. Depth 1 with one lane is the paper's strict
+round-after-round schedule.
 
-Cost tables are in milliseconds (profile store convention); `unit_s` converts them to the
-clock's seconds. A round is predicted to take `correction * profiled + overhead_s`,
-both fitted to measured rounds (`round_finished`, least squares with forgetting):
-`overhead_s` is the fixed cost a profile cannot see (gRPC calls, (de)serialisation,
-fusion: it dominates small rounds on a live stack), `correction` the scale of the rest.
-`busy_until` is when the round in flight is expected to end; the queue starts after it.
+Each lane's batch time is predicted as `overhead_s + scale * profiled` by a `LinearFit`
+learned from the batches that lane has run (the fixed part is what a profile cannot see:
+gRPC calls, (de)serialisation; it dominates small batches on a live stack); the round's
+finishing step (head, answers) has a fit of its own and runs one round at a time, like a
+lane of its own. The live state is the time each lane is predicted to clear its committed
+batches (`lane_free`, the finishing step last) and the predicted finish of every round in
+flight; both are corrected as batches and rounds report back. For queued rounds the
+finishing step is taken in commit order (a later round that uses only a fast encoder may
+in fact finish first: the prediction is then slightly pessimistic for it).
 
-A job larger than max_round_items is predicted to run alone in one round (the live
-dispatcher as written would never take such a job; see the issue notes).
+A job larger than max_round_items is predicted to run alone in one round.
 
 Fast paths (the policy calls these every dispatcher round, see issue #5):
 - `rounds(sizes)` remembers the last round formation and reuses it while the size list is
   unchanged (one C-level list comparison);
-- `round_units(combined)` memoises the cost model's latency of a combined split (the cost
-  tables are immutable once loaded; a new cost model gets a new Predictor);
+- `lane_work(combined)` memoises a round's per-lane profiled work (the cost tables are
+  immutable once loaded; a new cost model gets a new Predictor);
 - `finish_times(..., upto=m)` stops after the round holding job m - 1 (later entries are
-  NaN), and `finish_from(..., base, first)` reuses `base` (finish times of a split list
-  that agrees with `splits` before index `first`) for every round before the one holding
-  job `first`. Both give bit-for-bit the values of the full recomputation: the same rounds
-  are accumulated in the same order with the same float expression.
+  NaN); its result remembers the predictor state before each round, so `finish_from(...,
+  base, first)` restarts at the round holding job `first`. Both give bit-for-bit the values
+  of the full recomputation: the same rounds are stepped in the same order with the same
+  float expressions.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
-from typing import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Sequence
 
 from mosel.costs import CostModel, JointCost, LateFusionCost
 
@@ -56,8 +65,8 @@ def _table_at(table: Sequence[float], n: int) -> float:
 
 
 def round_latency(cost: CostModel, counts: Sequence[int]) -> float:
-    """Latency (cost units) of one round whose combined split is `counts`
-    (aligned to `cost.configurations`)."""
+    """Latency (cost units) of one round whose combined split is `counts` (aligned to
+    `cost.configurations`) run on its own: the additive cost the strategy options use."""
     if isinstance(cost, JointCost):
         total = 0.0
         for c, n in zip(cost.configurations, counts):
@@ -65,10 +74,7 @@ def round_latency(cost: CostModel, counts: Sequence[int]) -> float:
                 total += _table_at(cost.config_latency[c], n)
         return total
     if isinstance(cost, LateFusionCost):
-        loads = [0] * len(cost.modalities)
-        for encoders, n in zip(cost.config_encoders, counts):
-            for m in encoders:
-                loads[m] += n
+        loads = _encoder_loads(cost, counts)
         if max(loads) <= cost.max_batch and sum(counts) <= cost.max_batch:
             return cost.latency_of_loads(loads, sum(counts))
         parts = [_table_at(cost.encoder_latency[m], n) for m, n in zip(cost.modalities, loads)]
@@ -77,6 +83,24 @@ def round_latency(cost: CostModel, counts: Sequence[int]) -> float:
             total += _table_at(cost.head_latency, sum(counts))
         return total
     return float(cost.latency(tuple(counts)))
+
+
+def _encoder_loads(cost: LateFusionCost, counts: Sequence[int]) -> list[int]:
+    loads = [0] * len(cost.modalities)
+    for encoders, n in zip(cost.config_encoders, counts):
+        for m in encoders:
+            loads[m] += n
+    return loads
+
+
+def lane_groups(cost: CostModel | None, modalities: Sequence[str]) -> list[tuple[str, ...]]:
+    """The lanes (groups of modalities whose batches run one after another) of a model:
+    one per encoder for late fusion on separate devices, otherwise one for all. Without a
+    cost model (not profiled yet) all `modalities` form one lane. Lanes are numbered in
+    this order by the predictor and the dispatcher alike."""
+    if isinstance(cost, LateFusionCost) and cost.placement == "separate":
+        return [(m,) for m in cost.modalities]
+    return [tuple(modalities)]
 
 
 def form_rounds(sizes: Sequence[int], max_round_items: int) -> list[tuple[int, int]]:
@@ -96,33 +120,120 @@ def form_rounds(sizes: Sequence[int], max_round_items: int) -> list[tuple[int, i
     return rounds
 
 
+class LinearFit:
+    """measured ~ overhead_s + scale * profiled, least squares with exponential forgetting
+    (weight 1 - ewma per sample), so the fixed part and the scale separate as soon as
+    batches of different sizes have been seen; with a single size the scale alone is fitted."""
+
+    def __init__(self, ewma: float = 0.2, bounds: tuple[float, float] = (0.5, 4.0)):
+        if not 0.0 < ewma <= 1.0:
+            raise ValueError(f"ewma must be in (0, 1], got {ewma}")
+        self.ewma = float(ewma)
+        self.bounds = bounds
+        self.overhead_s = 0.0
+        self.scale = 1.0
+        self.samples = 0
+        self._sums = [0.0] * 5  # weight, profiled, measured, profiled^2, profiled*measured
+
+    def __call__(self, profiled_s: float) -> float:
+        return self.overhead_s + self.scale * profiled_s
+
+    def update(self, profiled_s: float, measured_s: float) -> None:
+        if not (profiled_s >= 0 and measured_s >= 0 and math.isfinite(measured_s) and math.isfinite(profiled_s)):
+            return
+        keep = 1.0 - self.ewma
+        f = self._sums
+        f[0] = keep * f[0] + 1.0
+        f[1] = keep * f[1] + profiled_s
+        f[2] = keep * f[2] + measured_s
+        f[3] = keep * f[3] + profiled_s * profiled_s
+        f[4] = keep * f[4] + profiled_s * measured_s
+        self.samples += 1
+        w, sp, sm, spp, spm = f
+        lo, hi = self.bounds
+        if sp <= 1e-12 * max(sm, 1e-30):  # nothing profiled (e.g. no head profile): all overhead
+            self.scale, self.overhead_s = 1.0, sm / w
+            return
+        spread = w * spp - sp * sp
+        if spread > 1e-6 * w * spp:
+            self.scale = min(hi, max(lo, (w * spm - sp * sm) / spread))
+            self.overhead_s = max(0.0, (sm - self.scale * sp) / w)
+        else:
+            self.scale = min(hi, max(lo, sm / sp))
+            self.overhead_s = 0.0
+
+    def copy_from(self, other: "LinearFit") -> None:
+        self.overhead_s, self.scale, self.samples, self._sums = other.overhead_s, other.scale, other.samples, list(other._sums)
+
+    def to_dict(self) -> dict:
+        return {"overhead_ms": self.overhead_s * 1e3, "scale": self.scale, "samples": self.samples}
+
+
+@dataclass
+class RoundTicket:
+    """A committed round as the predictor saw it: what the dispatcher reports back against."""
+
+    committed: float
+    lane_work_s: tuple[float, ...]  # uncorrected profiled seconds per lane (0: lane unused)
+    head_s: float  # uncorrected profiled seconds of the finishing step
+    lane_end: dict[int, float] = field(default_factory=dict)  # predicted end per used lane
+    finish: float = 0.0  # predicted finish
+    predictor: object = field(default=None, repr=False)  # whose lanes it was committed to
+
+    @property
+    def lanes(self) -> list[int]:
+        return [k for k, w in enumerate(self.lane_work_s) if w > 0]
+
+
+def _ready_key(ticket: RoundTicket) -> tuple[float, float]:
+    """(when its last encoder batch is predicted to end, when it was committed)."""
+    return max(ticket.committed, *ticket.lane_end.values()), ticket.committed
+
+
+class FinishTimes(list):
+    """Predicted finish times, plus the predictor state before each stepped round (for
+    `Predictor.finish_from`)."""
+
+    states: list
+
+
 class Predictor:
-    """Round-based finish-time predictor with a measured/predicted correction.
+    """Per-lane finish-time predictor corrected by measured batches.
 
     `splits[k]` is job k's split: counts aligned to `cost.configurations`.
     """
 
-    def __init__(self, cost: CostModel, max_round_items: int = 32, *, unit_s: float = 1e-3,
-                 correction: float = 1.0, ewma: float = 0.2, correction_bounds: tuple[float, float] = (0.5, 4.0)):
+    def __init__(self, cost: CostModel, max_round_items: int = 32, *, unit_s: float = 1e-3, depth: int = 1,
+                 ewma: float = 0.2,
+                 correction_bounds: tuple[float, float] = (0.5, 4.0)):
         if max_round_items < 1:
             raise ValueError(f"max_round_items must be >= 1, got {max_round_items}")
-        if not 0.0 < ewma <= 1.0:
-            raise ValueError(f"ewma must be in (0, 1], got {ewma}")
+        if depth < 1:
+            raise ValueError(f"depth must be >= 1, got {depth}")
         self.cost = cost
         self.max_round_items = int(max_round_items)
         self.unit_s = float(unit_s)
-        self.correction = float(correction)
-        self.ewma = float(ewma)
-        self.correction_bounds = correction_bounds
-        self.overhead_s = 0.0  # learned fixed cost per round (see module doc)
-        self._fit = [0.0] * 5  # forgetting sums: weight, predicted, measured, predicted^2, predicted*measured
-        self.busy_until = -math.inf
+        self.depth = int(depth)
+        self.lanes = lane_groups(cost, cost.modalities if isinstance(cost, LateFusionCost) else ["model"])
+        # per lane: the encoder indices (cost.modalities order) whose work it runs
+        if isinstance(cost, LateFusionCost):
+            pos = {m: i for i, m in enumerate(cost.modalities)}
+            self._lane_encoders = [tuple(pos[m] for m in lane if m in pos) for lane in self.lanes]
+        else:
+            self._lane_encoders = [()]
+        self.lane_fits = [LinearFit(ewma, correction_bounds) for _ in self.lanes]
+        self.head_fit = LinearFit(ewma, correction_bounds)
+        # when each lane clears its committed batches; the last entry is the finishing step
+        # (fusion head and answers), which runs one round at a time
+        self.lane_free = [-math.inf] * (len(self.lanes) + 1)
+        self._finisher_idle = -math.inf  # when the last finishing step ended
+        self.in_flight: list[RoundTicket] = []
         self._index = {c: i for i, c in enumerate(cost.configurations)}
         self._rounds_sizes: list[int] | None = None
         self._rounds: list[tuple[int, int]] = []
-        self._units: dict[tuple[int, ...], float] = {}
+        self._work: dict[tuple[int, ...], tuple[float, ...]] = {}
 
-    # ---- splits -----------------------------------------------------------------
+    # ---- splits and work ---------------------------------------------------------
     def split_of(self, configurations: Sequence[str]) -> tuple[int, ...]:
         """Counts (aligned to the cost model) of a list of per-item configurations."""
         counts = [0] * len(self._index)
@@ -133,21 +244,25 @@ class Predictor:
                 raise ValueError(f"configuration {c!r} is not in the cost model {list(self._index)}") from None
         return tuple(counts)
 
-    def round_seconds(self, splits: Sequence[Sequence[int]]) -> float:
-        """Uncorrected latency in seconds of one round made of jobs with these splits."""
-        if not splits:
-            return round_latency(self.cost, [0] * len(self._index)) * self.unit_s
-        return self.round_units(tuple(map(sum, zip(*splits)))) * self.unit_s
-
-    def round_units(self, combined: tuple[int, ...]) -> float:
-        """round_latency(cost, combined), memoised."""
-        units = self._units.get(combined)
-        if units is None:
-            units = round_latency(self.cost, combined)
-            if len(self._units) >= 65536:
-                self._units.clear()
-            self._units[combined] = units
-        return units
+    def lane_work(self, combined: tuple[int, ...]) -> tuple[float, ...]:
+        """Profiled seconds per lane, then of the finishing step (head), of a round whose
+        combined split is `combined` (memoised)."""
+        work = self._work.get(combined)
+        if work is not None:
+            return work
+        cost, unit = self.cost, self.unit_s
+        if isinstance(cost, LateFusionCost):
+            loads = _encoder_loads(cost, combined)
+            lanes = [sum(_table_at(cost.encoder_latency[cost.modalities[m]], loads[m]) for m in encoders) * unit
+                     for encoders in self._lane_encoders]
+            head = _table_at(cost.head_latency, sum(combined)) * unit if cost.head_latency is not None else 0.0
+        else:
+            lanes, head = [round_latency(cost, combined) * unit], 0.0
+        work = (*lanes, head)
+        if len(self._work) >= 65536:
+            self._work.clear()
+        self._work[combined] = work
+        return work
 
     def rounds(self, sizes: Sequence[int]) -> list[tuple[int, int]]:
         """form_rounds(sizes, max_round_items), reusing the last answer while sizes repeat.
@@ -161,34 +276,71 @@ class Predictor:
         self._rounds = rounds
         return rounds
 
-    # ---- prediction -------------------------------------------------------------
-    def start_time(self, now: float) -> float:
-        return max(now, self.busy_until)
+    # ---- the clock ------------------------------------------------------------------
+    def _state(self, now: float) -> list:
+        """[lane_free, heap of in-flight round finishes, last commit time, last ready time]
+        as of `now` (what `_step` advances)."""
+        finishes = [t.finish for t in self.in_flight]
+        heapq.heapify(finishes)
+        ready = max((_ready_key(t)[0] for t in self.in_flight), default=-math.inf)
+        return [list(self.lane_free), finishes, now, ready]
 
+    def _step(self, state, work: tuple[float, ...]) -> float:
+        """Commit one round with per-lane `work` on `state` (mutated); its finish time."""
+        free, heap, commit = state[0], state[1], state[2]
+        if len(heap) >= self.depth:
+            commit = max(commit, heapq.heappop(heap))
+        end = commit
+        fits = self.lane_fits
+        for k in range(len(free) - 1):
+            w = work[k]
+            if w > 0.0:
+                start = free[k] if free[k] > commit else commit
+                e = start + fits[k](w)
+                free[k] = e
+                if e > end:
+                    end = e
+        # The finishing step takes rounds as their batches complete. A round ready before
+        # the one stepped last overtakes it (its wait behind a finishing step is ignored).
+        start = end if end < state[3] or free[-1] < end else free[-1]
+        finish = start + self.head_fit(work[-1])
+        if finish > free[-1]:
+            free[-1] = finish
+        if end > state[3]:
+            state[3] = end
+        heapq.heappush(heap, finish)
+        state[2] = commit
+        return finish
+
+    def start_time(self, now: float) -> float:
+        """Earliest time queued work can start on some lane."""
+        return max(now, min(self.lane_free[:-1]))
+
+    # ---- prediction -------------------------------------------------------------
     def finish_times(self, sizes: Sequence[int], splits: Sequence[Sequence[int]], now: float, *,
-                     upto: int | None = None) -> list[float]:
+                     upto: int | None = None) -> FinishTimes:
         """Predicted finish time of every job (same order as given, which must be EDF).
         With `upto`, only the rounds up to the one holding job upto - 1 are predicted; the
         entries after that round are NaN."""
         if len(sizes) != len(splits):
             raise ValueError("sizes and splits differ in length")
-        out = [math.nan] * len(sizes)
-        self._accumulate(self.rounds(sizes), 0, self.start_time(now), splits, out, upto)
+        out = FinishTimes([math.nan] * len(sizes))
+        out.states = []
+        self._accumulate(self.rounds(sizes), 0, self._state(now), splits, out, upto)
         return out
 
     def finish_from(self, sizes: Sequence[int], splits: Sequence[Sequence[int]], now: float,
-                    base: Sequence[float], first: int, *, upto: int | None = None) -> list[float]:
-        """Incremental finish_times: `base` holds the finish times (at least up to the round
-        before the one holding job `first`) of a split list equal to `splits` at every index
-        below `first`; only the rounds from the one holding job `first` are recomputed."""
+                    base: Sequence[float], first: int, *, upto: int | None = None) -> FinishTimes:
+        """Incremental finish_times: `base` is a finish_times result (same sizes and now)
+        for a split list equal to `splits` at every index below `first`; only the rounds
+        from the one holding job `first` are recomputed."""
         if len(sizes) != len(splits) or len(base) != len(sizes):
             raise ValueError("sizes, splits and base differ in length")
+        states = getattr(base, "states", None)
         rounds = self.rounds(sizes)
-        out = list(base)
-        r, t = 0, self.start_time(now)
-        if first > 0:
-            # the round holding job `first` (rounds are contiguous and ordered)
-            lo, hi = 0, len(rounds) - 1
+        r = 0
+        if first > 0 and rounds:
+            lo, hi = 0, len(rounds) - 1  # the round holding job `first`
             while lo < hi:
                 mid = (lo + hi + 1) // 2
                 if rounds[mid][0] <= first:
@@ -196,33 +348,34 @@ class Predictor:
                 else:
                     hi = mid - 1
             r = lo
-            if r > 0:
-                t = base[rounds[r - 1][0]]
+        if states is None or r >= len(states):
+            return self.finish_times(sizes, splits, now, upto=upto)
+        out = FinishTimes(base)
+        out.states = list(states[:r])
         for k in range(rounds[r][0] if rounds else 0, len(out)):
             out[k] = math.nan
-        self._accumulate(rounds, r, t, splits, out, upto)
+        free, heap, commit, ready = states[r]
+        self._accumulate(rounds, r, [list(free), list(heap), commit, ready], splits, out, upto)
         return out
 
-    def _accumulate(self, rounds, r, t, splits, out, upto) -> None:
-        corr, unit, overhead = self.correction, self.unit_s, self.overhead_s
-        units = self._units
+    def _accumulate(self, rounds, r, state, splits, out: FinishTimes, upto) -> None:
+        work_of, cache = self.lane_work, self._work
+        states = out.states
         last = (len(out) if upto is None else min(upto, len(out))) - 1
         for i, j in rounds[r:] if r else rounds:
             if i > last:
                 break
-            if j - i == 1:
-                combined = tuple(splits[i])
-            else:
-                combined = tuple(map(sum, zip(*splits[i:j])))
-            u = units.get(combined)
-            if u is None:
-                u = self.round_units(combined)
-            t += corr * (u * unit) + overhead
+            combined = tuple(splits[i]) if j - i == 1 else tuple(map(sum, zip(*splits[i:j])))
+            work = cache.get(combined)
+            if work is None:
+                work = work_of(combined)
+            states.append((tuple(state[0]), tuple(state[1]), state[2], state[3]))
+            t = self._step(state, work)
             for k in range(i, j):
                 out[k] = t
 
     def first_miss(self, sizes, splits, deadlines: Sequence[float], now: float,
-                   margin: float = 1.0) -> tuple[int | None, list[float]]:
+                   margin: float = 1.0) -> tuple[int | None, FinishTimes]:
         """Index of the first job predicted to finish after `now + margin * (deadline - now)`
         (None if none) and the predicted finish times."""
         finish = self.finish_times(sizes, splits, now)
@@ -242,7 +395,7 @@ class Predictor:
             return []
         alive = list(range(len(sizes)))
         dropped: list[int] = []
-        t = self.start_time(now)
+        state = self._state(now)
         pos = 0
         while pos < len(alive):
             items, end = 0, pos
@@ -251,52 +404,83 @@ class Predictor:
                 end += 1
             end = max(end, pos + 1)
             members = alive[pos:end]
-            finish = t + self.correction * self.round_seconds([splits[k] for k in members]) + self.overhead_s
+            combined = tuple(map(sum, zip(*[splits[k] for k in members])))
+            trial = [list(state[0]), list(state[1]), state[2], state[3]]
+            finish = self._step(trial, self.lane_work(combined))
             late = [k for k in members if deadlines[k] < finish]
             if late:
                 victim = min(late, key=lambda k: deadlines[k])
                 dropped.append(victim)
                 alive.remove(victim)
                 continue
-            t = finish
+            state = trial
             pos = end
         return sorted(dropped)
 
     # ---- feedback from the dispatcher ----------------------------------------------
-    def round_started(self, now: float, splits: Sequence[Sequence[int]]) -> float:
-        """The dispatcher starts a round: returns its uncorrected predicted latency (s)
-        and sets busy_until to the corrected predicted end."""
-        predicted = self.round_seconds(splits)
-        self.busy_until = now + self.correction * predicted + self.overhead_s
-        return predicted
+    def round_started(self, now: float, splits: Sequence[Sequence[int]]) -> RoundTicket:
+        """The dispatcher commits a round of jobs with these splits: its batches join the
+        lanes' queues. Returns the ticket to report its batches and its end against."""
+        combined = tuple(map(sum, zip(*splits))) if splits else tuple([0] * len(self._index))
+        work = self.lane_work(combined)
+        ticket = RoundTicket(committed=now, lane_work_s=work[:-1], head_s=work[-1], predictor=self)
+        for k in ticket.lanes:
+            start = max(self.lane_free[k], now)
+            ticket.lane_end[k] = start + self.lane_fits[k](work[k])
+            self.lane_free[k] = ticket.lane_end[k]
+        self.in_flight.append(ticket)
+        self._refresh()
+        return ticket
+
+    def lane_finished(self, ticket: RoundTicket, lane: int, now: float, measured_s: float) -> None:
+        """A lane ran the ticket's batch in `measured_s` (its own service time, not the wait
+        behind earlier batches), ending at `now`: refit the lane and move the lane's
+        remaining backlog by the error."""
+        self.lane_fits[lane].update(ticket.lane_work_s[lane], measured_s)
+        delta = now - ticket.lane_end.get(lane, now)
+        ticket.lane_end[lane] = now
+        self.lane_free[lane] = max(now, self.lane_free[lane] + delta)
+        for t in self.in_flight:  # later batches on this lane move with it
+            if t is not ticket and t.committed >= ticket.committed and lane in t.lane_end:
+                t.lane_end[lane] = max(now, t.lane_end[lane] + delta)
+        self._refresh()
+
+    def round_finished(self, ticket: RoundTicket, now: float, finishing_s: float) -> None:
+        """The round is answered at `now`; its finishing step (head, answers) took `finishing_s`."""
+        self.head_fit.update(ticket.head_s, finishing_s)
+        try:
+            self.in_flight.remove(ticket)
+        except ValueError:
+            pass
+        self._finisher_idle = now
+        self._refresh()
+
+    def _refresh(self) -> None:
+        """Predicted finish of every round in flight: the finishing step takes rounds in the
+        order their encoder batches complete, one at a time."""
+        free = self._finisher_idle
+        head = self.head_fit
+        for t in sorted(self.in_flight, key=_ready_key):
+            ready = _ready_key(t)[0]
+            t.finish = (ready if ready > free else free) + head(t.head_s)
+            free = t.finish
+        self.lane_free[-1] = free
 
     def carry_feedback(self, old: "Predictor") -> None:
-        """Keep what an earlier predictor learned (round in flight, fit) across a new profile."""
-        self.busy_until = old.busy_until
-        self.correction, self.overhead_s, self._fit = old.correction, old.overhead_s, list(old._fit)
-
-    def round_finished(self, now: float, measured_s: float, predicted_s: float) -> None:
-        """The round ended: refit measured ~ overhead + correction * predicted.
-
-        Least squares over past rounds with exponential forgetting (weight 1 - ewma per
-        round), so the fixed part and the scale separate as soon as rounds of different
-        sizes have been seen; with a single round size the scale alone is fitted."""
-        self.busy_until = now
-        if not (predicted_s > 0 and measured_s > 0 and math.isfinite(measured_s)):
+        """Keep what an earlier predictor learned (backlog, fits) across a new profile with
+        the same lanes."""
+        if old.lanes != self.lanes:
             return
-        keep = 1.0 - self.ewma
-        f = self._fit
-        f[0] = keep * f[0] + 1.0
-        f[1] = keep * f[1] + predicted_s
-        f[2] = keep * f[2] + measured_s
-        f[3] = keep * f[3] + predicted_s * predicted_s
-        f[4] = keep * f[4] + predicted_s * measured_s
-        w, sp, sm, spp, spm = f
-        spread = w * spp - sp * sp
-        lo, hi = self.correction_bounds
-        if spread > 1e-6 * w * spp:
-            scale = (w * spm - sp * sm) / spread
-        else:
-            scale = sm / sp
-        self.correction = min(hi, max(lo, scale))
-        self.overhead_s = max(0.0, (sm - self.correction * sp) / w) if spread > 1e-6 * w * spp else 0.0
+        self.lane_free = list(old.lane_free)
+        self._finisher_idle = old._finisher_idle
+        self.in_flight = list(old.in_flight)
+        for ticket in self.in_flight:  # their feedback now lands here
+            ticket.predictor = self
+        for mine, theirs in zip(self.lane_fits, old.lane_fits):
+            mine.copy_from(theirs)
+        self.head_fit.copy_from(old.head_fit)
+
+    def fits(self) -> dict:
+        """The learned corrections, for statistics and calibration."""
+        return {"lanes": {"+".join(lane): fit.to_dict() for lane, fit in zip(self.lanes, self.lane_fits)},
+                "finish": self.head_fit.to_dict(), "depth": self.depth}

@@ -1,10 +1,20 @@
-"""Per-model dispatcher: EDF queue -> rounds of batched encoder calls -> fusion -> answers.
+"""Per-model dispatcher: EDF queue -> rounds -> per-encoder lanes -> fusion -> answers.
 
-Each round takes queued jobs in EDF order up to `max_round_items` requests, lets the
-policy fix their configurations, sends every encoder one batch holding all requests
-that use its modality (requests of different configurations share a batch), joins
-the embeddings with the fused scatter op and runs the fusion head. Every accepted job
-is settled exactly once: with a response, or with an error status.
+Each round takes queued jobs in EDF order up to `max_round_items` requests and lets the
+policy fix their configurations. The round then puts one batch on each *lane* its
+requests use (mosel.scheduling.predict.lane_groups: one lane per encoder when the
+encoders sit on separate devices, else one lane for all): a lane is a queue that runs one
+batch at a time, and a batch holds every request of the round that uses the lane's
+modalities (requests of different configurations share a batch). When all of a round's
+batches are back, the finishing step joins the embeddings with the fused scatter op,
+runs the fusion head and answers. Up to `pipeline_depth` rounds are in flight at once, so
+one round's audio batch can run while the round before is still on the video encoder,
+and the next round's encoder work overlaps this round's fusion and answers.
+
+The policy is told what is committed and how long each batch and finishing step took
+(`round_started` / `lane_finished` / `round_finished`), which is how its predictor sees
+the live backlog of every encoder. Every accepted job is settled exactly once: with a
+response, or with an error status.
 """
 
 from __future__ import annotations
@@ -14,6 +24,7 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 import grpc
 import torch
@@ -21,6 +32,7 @@ import torch
 from mosel import batching
 from mosel.errors import DeadlineExceeded, MoselError, ResourceExhausted, Unavailable, status_of
 from mosel.modalities import config_modalities
+from mosel.scheduling.predict import lane_groups
 from mosel.selection.encoders import EncoderPool
 from mosel.selection.jobs import Job
 from mosel.selection.models import ServedModel
@@ -34,9 +46,25 @@ log = logging.getLogger(__name__)
 DOWNSTREAM_MARGIN_S = 0.002
 
 
+@dataclass
+class _Round:
+    """A committed round on its way through the lanes."""
+
+    jobs: list
+    flat: list  # (job, item) in round order
+    ticket: object  # the policy's RoundTicket, or None
+    committed: float
+    pending: set  # lanes still to report
+    parts: dict = field(default_factory=dict)  # modality slot -> (positions, embeddings)
+    error: BaseException | None = None
+
+
 class Dispatcher:
     def __init__(self, model: ServedModel, encoders: EncoderPool, policy: Policy, stats: ServingStats,
-                 max_round_items: int = 32, max_queue_items: int = 4096, max_wait_s: float = 0.0):
+                 max_round_items: int = 32, max_queue_items: int = 4096, max_wait_s: float = 0.0,
+                 pipeline_depth: int = 1):
+        if pipeline_depth < 1:
+            raise ValueError(f"pipeline_depth must be >= 1, got {pipeline_depth}")
         self.model = model
         self.encoders = encoders
         self.policy = policy
@@ -46,13 +74,19 @@ class Dispatcher:
         # How long a part-filled round may wait for more requests (0: dispatch at once, as
         # the paper does); never past the earliest queued deadline.
         self.max_wait_s = max_wait_s
+        self.pipeline_depth = int(pipeline_depth)
+        if hasattr(policy, "pipeline_depth"):
+            policy.configure(pipeline_depth=self.pipeline_depth)  # it predicts the pipeline it runs in
         self.tuning_version = 0  # tuning record in force (0 = code defaults)
         self._heap: list[tuple[tuple, Job]] = []
         self._queued_items = 0
+        self._in_flight = 0  # rounds committed and not yet answered
         self._cond = threading.Condition()
         self._stopping = False
         self._calls = ThreadPoolExecutor(max_workers=max(4, 2 * len(model.pack.modality_names)),
                                          thread_name_prefix=f"enc-{model.name}")
+        self._lanes: dict[tuple[str, ...], ThreadPoolExecutor] = {}  # one worker each: FIFO, one batch at a time
+        self._finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"finish-{model.name}")
         self._thread = threading.Thread(target=self._loop, name=f"dispatch-{model.name}", daemon=True)
         self._thread.start()
 
@@ -85,10 +119,10 @@ class Dispatcher:
     def _loop(self) -> None:
         while True:
             with self._cond:
-                while not self._heap and not self._stopping:
+                while not (self._heap and self._in_flight < self.pipeline_depth):
+                    if self._stopping and not self._heap and not self._in_flight:
+                        return
                     self._cond.wait()
-                if not self._heap and self._stopping:
-                    return
                 self._wait_to_fill()
                 try:
                     round_jobs = self._take_round(time.monotonic())
@@ -98,12 +132,21 @@ class Dispatcher:
                     for _, job in self._heap:
                         self._fail(job, exc)
                     self._heap, self._queued_items = [], 0
-            if round_jobs:
-                try:
-                    self._run_round(round_jobs)
-                except Exception as exc:  # noqa: BLE001 - a round failure must settle its jobs
-                    for job in round_jobs:
-                        self._fail(job, exc)
+                if not round_jobs:
+                    continue
+                committed = time.monotonic()
+                for job in round_jobs:
+                    job.started = committed
+                # Tell a predicting policy what joins the lanes, so admission sees the backlog.
+                round_started = getattr(self.policy, "round_started", None)
+                ticket = round_started(round_jobs, committed) if round_started else None
+                self._in_flight += 1
+            try:
+                self._commit(round_jobs, ticket, committed)
+            except Exception as exc:  # noqa: BLE001 - a round failure must settle its jobs
+                for job in round_jobs:
+                    self._fail(job, exc)
+                self._round_done(None, committed)
 
     def _wait_to_fill(self) -> None:
         """With a batch wait, hold a part-filled round until it fills, its oldest request has
@@ -161,41 +204,109 @@ class Dispatcher:
             applied["max_round_items"] = self.max_round_items
         log.info("%s: tuning v%d in force: %s", self.model.name, self.tuning_version, applied)
 
-    def _run_round(self, jobs: list[Job]) -> None:
-        started = time.monotonic()
-        pack = self.model.pack
-        modalities = pack.modality_names
+    # ---- lanes --------------------------------------------------------------------------
+    def _lane_groups(self, ticket) -> list[tuple[str, ...]]:
+        """The lanes a round runs on: the predictor's (so lane numbers agree), else those
+        of the loaded cost model, else one lane for all encoders."""
+        predictor = getattr(ticket, "predictor", None)
+        if predictor is not None and all(m in self.model.pack.modality_names for g in predictor.lanes for m in g):
+            return predictor.lanes
+        cost = getattr(getattr(self.model, "profiles", None), "cost", None)
+        return lane_groups(cost, self.model.pack.modality_names)
+
+    def _lane(self, group: tuple[str, ...]) -> ThreadPoolExecutor:
+        lane = self._lanes.get(group)
+        if lane is None:
+            lane = self._lanes[group] = ThreadPoolExecutor(max_workers=1,
+                                                          thread_name_prefix=f"lane-{self.model.name}-{'+'.join(group)}")
+        return lane
+
+    def _commit(self, jobs: list[Job], ticket, committed: float) -> None:
+        """Queue the round's batches on its lanes."""
         flat = [(job, item) for job in jobs for item in job.items]
-        for job in jobs:
-            job.started = started
-        # Tell a predicting policy what is in flight, so admission sees the backlog.
-        round_started = getattr(self.policy, "round_started", None)
+        rnd = _Round(jobs, flat, ticket, committed, pending=set())
+        work = []
+        for k, group in enumerate(self._lane_groups(ticket)):
+            batches = {}
+            for modality in group:
+                positions = [i for i, (_, item) in enumerate(flat) if modality in config_modalities(item.configuration)]
+                if positions:
+                    batches[modality] = positions
+            if batches:
+                rnd.pending.add(k)
+                work.append((k, group, batches))
+        if not work:
+            raise MoselError("round uses no encoder")
+        for k, group, batches in work:
+            self._lane(group).submit(self._run_lane, rnd, k, batches)
+
+    def _run_lane(self, rnd: _Round, lane: int, batches: dict[str, list[int]]) -> None:
+        """One lane's batch of the round: call its encoders, report, hand on when last."""
+        started = time.monotonic()
+        measured = None
+        try:
+            if rnd.error is None:
+                live = [job for job in rnd.jobs if job.deadline > started]
+                if not live:  # every job expired while the batch waited: never start it
+                    raise DeadlineExceeded("deadline passed while waiting for the encoder; work not started")
+                timeout = max(job.remaining_s(started) for job in live) - DOWNSTREAM_MARGIN_S
+                slots = {m: i for i, m in enumerate(self.model.pack.modality_names)}
+                calls = {}
+                for modality, positions in batches.items():
+                    tensors = [rnd.flat[i][1].inputs[modality] for i in positions]
+                    if len(batches) == 1:
+                        embeddings, _ = self.encoders.encode(modality, tensors, timeout)
+                        rnd.parts[slots[modality]] = (positions, embeddings)
+                    else:  # encoders sharing a lane still run their calls side by side
+                        calls[modality] = (positions, self._calls.submit(self.encoders.encode, modality, tensors, timeout))
+                for modality, (positions, future) in calls.items():
+                    rnd.parts[slots[modality]] = (positions, future.result()[0])
+                measured = time.monotonic() - started
+        except Exception as exc:  # noqa: BLE001 - settled by the finishing step
+            rnd.error = rnd.error or exc
         with self._cond:
-            predicted_s = round_started(jobs, started) if round_started else None
-        timeout = max(job.remaining_s(started) for job in jobs) - DOWNSTREAM_MARGIN_S
-        calls = {}
-        for slot, modality in enumerate(modalities):
-            positions = [i for i, (_, item) in enumerate(flat) if modality in config_modalities(item.configuration)]
-            if positions:
-                tensors = [flat[i][1].inputs[modality] for i in positions]
-                calls[slot] = (positions, self._calls.submit(self.encoders.encode, modality, tensors, timeout))
-        emb = torch.zeros(len(flat), len(modalities), pack.embed_dim)
-        present = torch.zeros(len(flat), len(modalities), dtype=torch.bool)
-        for slot, (positions, future) in calls.items():
-            embeddings, _ = future.result()
-            batching.scatter_into(emb, present, torch.from_numpy(embeddings.copy()),
-                                  torch.tensor(positions, dtype=torch.int64), slot)
-        with torch.inference_mode():
-            probs = torch.softmax(self.model.head(emb, present), dim=-1).numpy()
-        finished = time.monotonic()
-        round_finished = getattr(self.policy, "round_finished", None)
-        if round_finished and predicted_s is not None:
-            with self._cond:
-                round_finished(finished, finished - started, predicted_s)
-        first = 0
-        for job in jobs:  # `flat` lists each job's items together, in round order
-            self._answer(job, list(probs[first:first + job.size]), started, finished)
-            first += job.size
+            now = time.monotonic()
+            lane_finished = getattr(self.policy, "lane_finished", None)
+            if lane_finished and measured is not None:
+                lane_finished(rnd.ticket, lane, now, measured)
+            rnd.pending.discard(lane)
+            last = not rnd.pending
+        if last:
+            self._finisher.submit(self._finish_round, rnd)
+
+    def _finish_round(self, rnd: _Round) -> None:
+        """Fusion head and answers (one round at a time), then free the pipeline slot."""
+        started = time.monotonic()
+        try:
+            if rnd.error is not None:
+                raise rnd.error
+            pack = self.model.pack
+            emb = torch.zeros(len(rnd.flat), len(pack.modality_names), pack.embed_dim)
+            present = torch.zeros(len(rnd.flat), len(pack.modality_names), dtype=torch.bool)
+            for slot, (positions, embeddings) in rnd.parts.items():
+                batching.scatter_into(emb, present, torch.from_numpy(embeddings.copy()),
+                                      torch.tensor(positions, dtype=torch.int64), slot)
+            with torch.inference_mode():
+                probs = torch.softmax(self.model.head(emb, present), dim=-1).numpy()
+            finished = time.monotonic()
+            first = 0
+            for job in rnd.jobs:  # `flat` lists each job's items together, in round order
+                self._answer(job, list(probs[first:first + job.size]), rnd.committed, finished)
+                first += job.size
+        except Exception as exc:  # noqa: BLE001 - every job of the round gets its answer
+            for job in rnd.jobs:
+                self._fail(job, exc)
+        finally:
+            self._round_done(rnd, started)
+
+    def _round_done(self, rnd: _Round | None, finishing_started: float) -> None:
+        with self._cond:
+            now = time.monotonic()
+            round_finished = getattr(self.policy, "round_finished", None)
+            if rnd is not None and rnd.error is None and round_finished:
+                round_finished(rnd.ticket, now, now - finishing_started)
+            self._in_flight -= 1
+            self._cond.notify_all()
 
     # ---- settling ---------------------------------------------------------------------
     def _answer(self, job: Job, scores: list, started: float, finished: float) -> None:
@@ -240,11 +351,14 @@ class Dispatcher:
 
     # ---- lifecycle --------------------------------------------------------------------
     def stop(self, timeout_s: float = 30.0) -> None:
-        """Finish queued work, then stop the loop."""
+        """Finish queued and in-flight work, then stop the loop."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
         self._thread.join(timeout_s)
+        for lane in self._lanes.values():
+            lane.shutdown(wait=False)
+        self._finisher.shutdown(wait=False)
         self._calls.shutdown(wait=False)
 
 

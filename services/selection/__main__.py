@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="deadline budget for requests that set none (default 1000)")
     parser.add_argument("--max-job-size", type=int, default=32, help="largest job accepted (default 32)")
     parser.add_argument("--max-round", type=int, default=32, help="most requests per encoder batch (default 32)")
+    parser.add_argument("--pipeline-depth", type=int, default=2,
+                        help="rounds in flight at once: the next round's encoder batches queue behind this "
+                             "round's on each encoder and overlap its fusion (default 2; 1 = strict rounds)")
     parser.add_argument("--max-queue", type=int, default=4096, help="queued requests before RESOURCE_EXHAUSTED")
     parser.add_argument("--batch-wait-ms", type=float, default=0.0,
                         help="let a part-filled batch wait this long for more requests (default 0: send at once)")
@@ -46,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(args.log_level, "selection")
     apply_threads(args.threads)
+    if args.pipeline_depth < 1:
+        parser.error("--pipeline-depth must be at least 1")
     if args.max_job_size > args.max_round:
         parser.error("--max-job-size must not exceed --max-round (a job is never split across rounds)")
 
@@ -80,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     dispatchers = {
         name: Dispatcher(model, pools[name], make_policy(args.policy, **policy_options), ServingStats(),
                          max_round_items=args.max_round, max_queue_items=args.max_queue,
-                         max_wait_s=args.batch_wait_ms / 1000.0)
+                         max_wait_s=args.batch_wait_ms / 1000.0, pipeline_depth=args.pipeline_depth)
         for name, model in models.items()
     }
     servicer = SelectionServicer(dispatchers, args.policy, default_budget_ms=args.default_budget_ms,
