@@ -115,6 +115,7 @@ class JobRecord:
     configurations: list[str] = field(default_factory=list)
     expected_accuracy: float = float("nan")  # job's size-weighted expected accuracy (server's)
     degraded: bool = False
+    server_ms: float = float("nan")  # the service's own time for the job (receipt to answer)
 
     @property
     def latency_ms(self) -> float:
@@ -142,7 +143,7 @@ class JobRecord:
                 "budget_ms": self.budget_ms, "scheduled_s": self.scheduled_s, "sent_s": self.sent_s,
                 "done_s": self.done_s, "code": self.code, "served": self.served, "correct": self.correct,
                 "configurations": list(self.configurations), "expected_accuracy": self.expected_accuracy,
-                "degraded": self.degraded}
+                "degraded": self.degraded, "server_ms": self.server_ms}
 
 
 @dataclass
@@ -247,6 +248,7 @@ def run_open_loop(stub, model: str, samples: list, workload, budget_ms_of, *, gr
                                      else (sum(r.expected_accuracy for r in response.results) / len(response.results)
                                            if response.results else float("nan")))
             rec.degraded = bool(response.degraded)
+            rec.server_ms = response.timing.total_us / 1000.0
         rec.done_s = now
         with lock:
             bar.update(1)

@@ -148,10 +148,34 @@ def _percentile(values: Sequence[float], q: float) -> float:
     return s[k]
 
 
+@dataclass(frozen=True)
+class StepCost:
+    """The true cost of a lane batch or a finishing step: `overhead_s + scale * profiled`
+    seconds, times exp(N(0, noise)) (the form of a live service's measured LaneCost)."""
+
+    overhead_s: float = 0.0
+    scale: float = 1.0
+    noise: float = 0.0
+
+    def __post_init__(self):
+        if not (math.isfinite(self.overhead_s) and self.overhead_s >= 0.0):
+            raise ValueError(f"overhead_s must be finite and >= 0, got {self.overhead_s}")
+        if not (math.isfinite(self.scale) and self.scale > 0.0):
+            raise ValueError(f"scale must be finite and > 0, got {self.scale}")
+        if not (math.isfinite(self.noise) and self.noise >= 0.0):
+            raise ValueError(f"noise must be finite and >= 0, got {self.noise}")
+
+
 def simulate(specs: Sequence[SimJob], policy, model: SimModel, *, max_round_items: int = 32,
              unit_s: float = 1e-3, noise: float = 0.0, bias: float = 1.0, seed: int = 0,
              round_overhead_s: float = 0.0, scale: float = 1.0, batch_overhead_s: float = 0.0,
-             pipeline_depth: int = 1) -> SimResult:
+             pipeline_depth: int = 1, lane_costs: Sequence[StepCost] | None = None,
+             finish_cost: StepCost | None = None, transit_s: float = 0.0) -> SimResult:
+    """Run `specs` through `policy` (see the module doc). `lane_costs` (one per lane of the
+    cost model) and `finish_cost` replace the uniform `scale` / `batch_overhead_s` /
+    `round_overhead_s` / `noise`; `transit_s` is the time a job takes to reach the service
+    after its arrival (the client's share of a live job: it counts in the JCT and eats into
+    the deadline)."""
     if not (math.isfinite(round_overhead_s) and round_overhead_s >= 0.0):
         raise ValueError(f"round_overhead_s must be finite and >= 0, got {round_overhead_s}")
     if not (math.isfinite(batch_overhead_s) and batch_overhead_s >= 0.0):
@@ -160,6 +184,8 @@ def simulate(specs: Sequence[SimJob], policy, model: SimModel, *, max_round_item
         raise ValueError(f"scale must be finite and > 0, got {scale}")
     if pipeline_depth < 1:
         raise ValueError(f"pipeline_depth must be >= 1, got {pipeline_depth}")
+    if not (math.isfinite(transit_s) and transit_s >= 0.0):
+        raise ValueError(f"transit_s must be finite and >= 0, got {transit_s}")
     configure = getattr(policy, "configure", None)
     if configure is not None and hasattr(policy, "pipeline_depth"):
         configure(pipeline_depth=pipeline_depth)  # the policy predicts the pipeline it runs in
@@ -174,6 +200,12 @@ def simulate(specs: Sequence[SimJob], policy, model: SimModel, *, max_round_item
     # fixed costs and noise on top (the predictor has to learn them).
     truth = Predictor(cost, max_round_items, unit_s=unit_s)
     n_lanes = len(truth.lanes)
+    if lane_costs is None:
+        lane_costs = [StepCost(batch_overhead_s, scale, noise)] * n_lanes
+    elif len(lane_costs) != n_lanes:
+        raise ValueError(f"lane_costs: {len(lane_costs)} given, the cost model has {n_lanes} lanes {truth.lanes}")
+    if finish_cost is None:
+        finish_cost = StepCost(round_overhead_s, scale, noise)
     heap: list[tuple[tuple, int, Job]] = []
     events: list[tuple[float, int, str, object]] = []  # (time, tie-break, kind, payload)
     tie = itertools.count()
@@ -184,9 +216,10 @@ def simulate(specs: Sequence[SimJob], policy, model: SimModel, *, max_round_item
     in_flight = 0
     rounds = 0
 
-    def noisy(seconds: float) -> float:
-        if noise > 0 or bias != 1.0:
-            return seconds * math.exp(rng.gauss(math.log(bias), noise))
+    def take(step: StepCost, profiled_s: float) -> float:
+        seconds = step.overhead_s + step.scale * profiled_s
+        if step.noise > 0 or bias != 1.0:
+            return seconds * math.exp(rng.gauss(math.log(bias), step.noise))
         return seconds
 
     def settle(job: Job, status: str, now: float | None = None) -> None:
@@ -207,7 +240,7 @@ def simulate(specs: Sequence[SimJob], policy, model: SimModel, *, max_round_item
             return
         rnd = lane_queue[k].popleft()
         lane_busy[k] = True
-        seconds = noisy(scale * rnd["work"][k] + batch_overhead_s)
+        seconds = take(lane_costs[k], rnd["work"][k])
         heapq.heappush(events, (now + seconds, next(tie), "lane", (k, rnd, seconds)))
 
     def run_finisher(now: float) -> None:
@@ -216,7 +249,7 @@ def simulate(specs: Sequence[SimJob], policy, model: SimModel, *, max_round_item
             return
         rnd = finisher.popleft()
         finisher_busy = True
-        seconds = noisy(scale * rnd["work"][-1] + round_overhead_s)
+        seconds = take(finish_cost, rnd["work"][-1])
         heapq.heappush(events, (now + seconds, next(tie), "finish", (rnd, seconds)))
 
     def start_round(now: float) -> bool:
@@ -271,7 +304,7 @@ def simulate(specs: Sequence[SimJob], policy, model: SimModel, *, max_round_item
     pos = 0
     now = 0.0
     while pos < len(order) or heap or in_flight:
-        next_arrival = specs[order[pos]].arrival if pos < len(order) else math.inf
+        next_arrival = specs[order[pos]].arrival + transit_s if pos < len(order) else math.inf
         if events and events[0][0] <= next_arrival:
             now, _, kind, payload = heapq.heappop(events)
             if kind == "lane":
@@ -299,7 +332,7 @@ def simulate(specs: Sequence[SimJob], policy, model: SimModel, *, max_round_item
         elif pos < len(order):
             i = order[pos]
             pos += 1
-            now = max(now, specs[i].arrival)
+            now = max(now, specs[i].arrival + transit_s)
             job = jobs[i]
             try:
                 policy.admit(job, queue(), now)

@@ -83,19 +83,6 @@ def test_to_sim_jobs_deadlines():
         assert s.deadline == pytest.approx(want) and s.size == j.size and s.min_accuracy == j.min_accuracy
 
 
-def test_fit_round_model():
-    prof = [0.001, 0.002, 0.004, 0.008]
-    overhead, scale = BP.fit_round_model(prof, [0.003 + 2.5 * x for x in prof])
-    assert overhead == pytest.approx(0.003) and scale == pytest.approx(2.5)
-    # a negative free intercept falls back to a fit through the origin
-    overhead, scale = BP.fit_round_model([1.0, 2.0, 3.0], [0.5, 2.0, 3.5])
-    assert overhead == 0.0 and scale == pytest.approx((0.5 + 4.0 + 10.5) / 14.0)
-    # one size: scale only
-    assert BP.fit_round_model([2.0, 2.0], [5.0, 7.0]) == (0.0, 3.0)
-    with pytest.raises(ValueError):
-        BP.fit_round_model([], [])
-
-
 def test_replay_compare_tolerance():
     from mosel.simulator import Summary
 
@@ -251,8 +238,10 @@ def test_quick_report_consistent(quick_report):
             assert row[header.index("served_jobs")] == BP._fmt(p["served_jobs"])
         assert name in live["replay"]
         rep_row, cal = live["replay"][name], live["calibration"][name]
-        assert cal["round_overhead_s"] >= 0 and cal["scale"] > 0 and cal["noise"] >= 0
-        assert rep_row["round_overhead_ms"] == pytest.approx(cal["round_overhead_s"] * 1e3)
+        assert cal["lanes"] and all(x["scale"] > 0 and x["overhead_ms"] >= 0 and x["samples"] > 0
+                                    for x in cal["lanes"])
+        assert cal["finishing"]["samples"] > 0 and cal["transit_ms"] >= 0
+        assert rep_row["pipeline_depth"] == cal["pipeline_depth"] == 2
         for r in (rep_row, rep_row["uncalibrated"]):
             assert 0.0 <= r["sim_on_time_fraction"] <= 1.0 and 0.0 <= r["live_on_time_fraction"] <= 1.0
     assert "uncal. sim on-time" in md and "cal. within tol." in md

@@ -168,6 +168,11 @@ def test_services_survive_bad_input_and_count_it(client, samples):
     stats = client.stats(MODEL)
     assert stats.errors["INVALID_ARGUMENT"] >= 10 and stats.errors["NOT_FOUND"] >= 2
     assert stats.requests_served >= 1 and stats.requests_received > stats.requests_served
+    # the measured cost of the encoder lanes (one lane: the stack profiles shared placement)
+    assert stats.pipeline_depth == 2
+    assert [lane.name for lane in stats.lanes] == [f"{MODEL}/audio+image+video"]
+    assert stats.lanes[0].samples >= 1 and stats.lanes[0].scale > 0
+    assert stats.finishing.name == MODEL and stats.finishing.samples >= 1
     code, details = _code(lambda: client.stats("no-such-model"))
     assert code == grpc.StatusCode.NOT_FOUND
 

@@ -25,16 +25,14 @@ MOSEL vs modality-agnostic serving), side by side in one run.
 (3) Live vs simulation: each policy's live trace at rate `--replay-factor` x C is replayed in
     the simulator with the measured AV-Digits profile from the stack's store; on-time fraction
     and mean JCT are compared with a documented tolerance (REPLAY_TOLERANCE), p99 JCT is shown.
-    Two simulators: *uncalibrated* (profiled encoder compute only) and *calibrated*: a round
-    takes `scale * profiled + round_overhead_s` (the model the live Predictor fits online).
-    Calibration never looks at the compared trace: before its trace runs, each policy's
-    selection service gets a closed-loop run at concurrency 1 (one job in flight, so one job
-    per round and JCT ~= one round) with jobs of known sizes CALIBRATION_SIZES, floor just
-    below the best accuracy (so every policy runs the full configuration, whose profiled
-    latency is known); `fit_round_model` fits median JCT(size) = overhead + scale *
-    profiled(size) by least squares over the sizes, and the robust spread of the per-job log
-    residuals gives the simulator's log-normal noise sigma. The client's own share of a
-    JCT (its gRPC call) is counted as round overhead: the calibration cannot separate it.
+    Two simulators: *uncalibrated* (profiled encoder compute only) and *calibrated* with what
+    the live service measures itself: before its trace runs, each policy's selection service
+    serves a calibration trace (the replayed rate, another seed); GetStats then reports the
+    fitted cost of each encoder lane and of the finishing step (overhead + scale x profiled,
+    with a noise spread; mosel.scheduling.predict.LinearFit over the service's recent
+    batches) and its pipeline depth, and the median gap between the client's JCT and the
+    service's own time gives the transit a job spends outside the service. The simulator
+    runs the same lanes, depth and policy with those costs.
 (4) Report: report.md, report.json and PNG plots in --out.
 """
 
@@ -65,13 +63,12 @@ QUICK_LIVE_FACTORS = (0.5, 1.5)
 MISS_TARGET = 0.01
 # live vs simulation agreement: on-time fraction within 0.15 (absolute) and mean JCT within a
 # factor of 2.5. Judged on the calibrated simulator (see the module doc); what calibration
-# still cannot model: the load generator and 5 services sharing this machine's 2 cores (a
-# round gets slower under load than alone), the client-side share of a job's JCT (paid per
-# job live, per round in the simulator) and the policy's decision time growing with queue length.
+# still cannot model: the policy's decision time (not in the simulator's clock), the
+# dispatcher's own thread competing with the encoders for this machine's 2 cores, and costs
+# that change with load (the fits are taken at one rate).
 REPLAY_TOLERANCE = {"served_fraction_abs": 0.15, "mean_jct_ratio": 2.5}
-# calibration of (round_overhead_s, scale): job sizes and jobs per size (full / quick)
-CALIBRATION_SIZES = (1, 2, 4, 8, 16, 32)
-CALIBRATION_REPEATS = (15, 5)
+# the calibration trace of each policy: same rate and length as the compared trace, another seed
+CALIBRATION_SEED_OFFSET = 1000
 
 
 def register(sub) -> None:
@@ -99,6 +96,9 @@ def register(sub) -> None:
     p.add_argument("--live-delta", type=float, default=0.03, help="floor spread of the live workloads")
     p.add_argument("--capacity-jobs", type=int, default=None,
                    help="jobs of the closed-loop agnostic run that measures the live capacity (default 300, quick 80)")
+    p.add_argument("--live-factors", type=float, nargs="+", default=None,
+                   help=f"live rates as multiples of the measured capacity (default {LIVE_FACTORS}, quick "
+                        f"{QUICK_LIVE_FACTORS})")
     p.add_argument("--replay-factor", type=float, default=1.0, help="live rate (x capacity) replayed in the simulator")
     p.set_defaults(func=run)
 
@@ -290,65 +290,33 @@ def _swap_selection(stack, policy: str):
     return svc
 
 
-def fit_round_model(profiled_s, measured_s) -> tuple[float, float]:
-    """Least-squares (overhead_s, scale) of measured ~ overhead + scale * profiled.
+def calibrate_from_service(client, model, samples, workload, budget_ms_of) -> dict:
+    """Run a calibration trace against the selection service behind `client`, then read
+    what the service measured: the cost of each encoder lane and of the finishing step
+    (GetStats, fitted over its recent batches) and its pipeline depth; the client's share of
+    a job (transit) is the median of client JCT minus the service's own time per job."""
+    from mosel.loadgen import run_open_loop
+    from mosel.simulator import StepCost
 
-    Falls back (flagged by the caller comparing) to a fit through the origin when the free
-    fit gives a negative overhead, and to the mean ratio when the profiled values do not
-    spread (a single size)."""
-    xs, ys = [float(x) for x in profiled_s], [float(y) for y in measured_s]
-    if len(xs) != len(ys) or not xs:
-        raise ValueError("need equally many (>= 1) profiled and measured values")
-    n = len(xs)
-    mx, my = sum(xs) / n, sum(ys) / n
-    sxx = sum((x - mx) ** 2 for x in xs)
-    if sxx <= 1e-12 * max(1e-30, sum(x * x for x in xs)):
-        return 0.0, my / mx if mx > 0 else 1.0
-    scale = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
-    overhead = my - scale * mx
-    if overhead < 0.0:
-        overhead, scale = 0.0, sum(x * y for x, y in zip(xs, ys)) / sum(x * x for x in xs)
-    if scale <= 0.0:  # measured time does not grow with profiled work: all of it is overhead
-        overhead, scale = max(0.0, my - 1e-6 * mx), 1e-6
-    return overhead, scale
+    r = run_open_loop(client.stub, model.name, samples, workload, budget_ms_of, progress=False, job_prefix="cal")
+    stats = client.stats(model.name)
+    if not stats.lanes or not stats.finishing.samples:
+        raise RuntimeError(f"the service reports no measured lane costs (codes {r.summary()['codes']})")
+    lanes = [{"name": lane.name, "overhead_ms": lane.overhead_ms, "scale": lane.scale, "noise": lane.noise,
+              "samples": lane.samples} for lane in stats.lanes]
+    f = stats.finishing
+    finishing = {"name": f.name, "overhead_ms": f.overhead_ms, "scale": f.scale, "noise": f.noise, "samples": f.samples}
+    gaps = [j.latency_ms - j.server_ms for j in r.jobs if j.ok and j.server_ms == j.server_ms]
+    transit_ms = statistics.median(gaps) if gaps else 0.0
+    return {"lanes": lanes, "finishing": finishing, "pipeline_depth": stats.pipeline_depth,
+            "transit_ms": max(0.0, transit_ms), "jobs": len(r.jobs), "summary": r.summary(),
+            "lane_costs": [StepCost(x["overhead_ms"] * 1e-3, x["scale"], x["noise"]) for x in lanes],
+            "finish_cost": StepCost(f.overhead_ms * 1e-3, f.scale, f.noise)}
 
 
-def calibrate_rounds(client, model, samples, sizes=CALIBRATION_SIZES, repeats: int = 15) -> dict:
-    """Fit the live stack's round model (see the module doc) from closed-loop runs at
-    concurrency 1 against the selection service behind `client`; `model` is the SimModel of
-    the live profile. Sizes are interleaved so drift on the machine spreads over all sizes."""
-    from mosel.loadgen import run_closed_loop
-    from mosel.scheduling.predict import round_latency
-
-    cost = model.profiles.cost
-    full = model.full_configuration
-    best = model.accuracy_of(full)
-    floor = max(0.0, best - 1e-6)  # only the full configuration meets it
-    by_size: dict[int, list[float]] = {b: [] for b in sizes}
-    errors: dict[str, int] = {}
-    for _ in range(repeats):
-        for b in sizes:
-            r = run_closed_loop(client, model.name, samples, [b], concurrency=1, budget_ms=10000.0,
-                                min_accuracy=floor, progress=False)
-            by_size[b] += [ms * 1e-3 for ms in r.latencies_ms]
-            for code, k in r.errors.items():
-                errors[code] = errors.get(code, 0) + k
-    prof = {}
-    for b in sizes:
-        counts = [b if c == full else 0 for c in cost.configurations]
-        prof[b] = round_latency(cost, counts) * 1e-3
-    used = [b for b in sizes if by_size[b]]
-    if len(used) < 1:
-        raise RuntimeError(f"calibration got no answers (errors {errors})")
-    med = {b: statistics.median(by_size[b]) for b in used}
-    overhead, scale = fit_round_model([prof[b] for b in used], [med[b] for b in used])
-    logs = [math.log(y / (overhead + scale * prof[b])) for b in used for y in by_size[b] if y > 0]
-    centre = statistics.median(logs)
-    noise = 1.4826 * statistics.median(abs(v - centre) for v in logs)
-    return {"round_overhead_s": overhead, "scale": scale, "noise": noise, "jobs": sum(map(len, by_size.values())),
-            "errors": errors, "floor": floor,
-            "points": [{"size": b, "profiled_ms": prof[b] * 1e3, "median_jct_ms": med[b] * 1e3,
-                        "fitted_ms": (overhead + scale * prof[b]) * 1e3, "n": len(by_size[b])} for b in used]}
+def calibration_for_report(cal: dict) -> dict:
+    """The JSON-able part of a calibration."""
+    return {k: v for k, v in cal.items() if k not in ("lane_costs", "finish_cost")}
 
 
 def replay_compare(live_summary: dict, sim_summary) -> dict:
@@ -403,7 +371,7 @@ def run_live(args, out: Path, quick: bool, say=print) -> dict:
     home = Path(args.live_home) if args.live_home else mosel_home() / "bench-paper-live"
     home.mkdir(parents=True, exist_ok=True)
     seconds = args.live_seconds or (2.0 if quick else 6.0)
-    factors = QUICK_LIVE_FACTORS if quick else LIVE_FACTORS
+    factors = tuple(args.live_factors or (QUICK_LIVE_FACTORS if quick else LIVE_FACTORS))
     stack = Stack(home=home, model="av-digits", policy=POLICIES[0])
     t_up = time.perf_counter()
     bring_up(stack, size=args.live_size, progress=False, say=lambda m: say("      " + m))
@@ -451,6 +419,11 @@ def run_live(args, out: Path, quick: bool, say=print) -> dict:
         def budget(job):
             return W.full_latency_ms(model, job.size) + job.slack_ms
 
+        # one calibration trace: the replayed rate, another seed
+        f_cal = min(factors, key=lambda x: abs(x - args.replay_factor))
+        cal_file = W.poisson(f_cal * cap, seconds, args.live_delta, best, args.seed + CALIBRATION_SEED_OFFSET,
+                             slack_ms=args.live_slack_ms).save(wdir / f"live-calibration-x{f_cal:g}.json")
+        calibrations = {}
         traces = {}
         for name in POLICIES:
             if name != "agnostic" or "selection" not in stack.services:
@@ -460,13 +433,15 @@ def run_live(args, out: Path, quick: bool, say=print) -> dict:
             # warm-up: a few single-request jobs (first-call costs), not recorded
             warm = W.Workload([W.WorkloadJob(0.05 * i, 1, 0.0, 1000.0) for i in range(5)], {})
             run_open_loop(client.stub, stack.model, samples, warm, lambda j: 2000.0)
-            # calibration of the simulator's round model for this service (never the traces)
+            # calibration of the simulator from what this service measures (never the traces)
             t_cal = time.perf_counter()
-            cal = calibrate_rounds(client, model, samples, repeats=CALIBRATION_REPEATS[1 if quick else 0])
+            cal = calibrate_from_service(client, model, samples, W.Workload.load(cal_file), budget)
             cal["wall_s"] = time.perf_counter() - t_cal
-            live["calibration"][name] = cal
-            say(f"      calibration {name:>10}: round = {cal['round_overhead_s'] * 1e3:.2f} ms + "
-                f"{cal['scale']:.2f} x profiled, noise sigma {cal['noise']:.2f} ({cal['jobs']} jobs, "
+            calibrations[name] = cal
+            live["calibration"][name] = calibration_for_report(cal)
+            lanes = ", ".join(f"{x['name']} {x['overhead_ms']:.2f} ms + {x['scale']:.2f}x" for x in cal["lanes"])
+            say(f"      calibration {name:>10}: lanes {lanes}; finishing {cal['finishing']['overhead_ms']:.2f} ms; "
+                f"transit {cal['transit_ms']:.2f} ms; depth {cal['pipeline_depth']} ({cal['jobs']} jobs, "
                 f"{cal['wall_s']:.1f} s)")
             for f in factors:
                 wl = W.Workload.load(files[f])
@@ -488,14 +463,15 @@ def run_live(args, out: Path, quick: bool, say=print) -> dict:
         specs = W.to_sim_jobs(wl, model)
         for name in POLICIES:
             lv = next(s for s in live["runs"][name] if s["rate_factor"] == f)
-            cal = live["calibration"][name]
-            raw = simulate(specs, make_policy(name), model, seed=args.seed).summary
-            calibrated = simulate(specs, make_policy(name), model, seed=args.seed, noise=cal["noise"],
-                                  round_overhead_s=cal["round_overhead_s"], scale=cal["scale"]).summary
+            cal = calibrations[name]
+            depth = cal["pipeline_depth"]
+            raw = simulate(specs, make_policy(name), model, seed=args.seed, pipeline_depth=depth).summary
+            calibrated = simulate(specs, make_policy(name), model, seed=args.seed, pipeline_depth=depth,
+                                  lane_costs=cal["lane_costs"], finish_cost=cal["finish_cost"],
+                                  transit_s=cal["transit_ms"] * 1e-3).summary
             row = replay_compare(lv, calibrated)
-            row.update(rate_factor=f, live_expected_accuracy=lv["expected_accuracy"],
-                       round_overhead_ms=cal["round_overhead_s"] * 1e3, scale=cal["scale"], noise=cal["noise"],
-                       uncalibrated=replay_compare(lv, raw))
+            row.update(rate_factor=f, live_expected_accuracy=lv["expected_accuracy"], pipeline_depth=depth,
+                       transit_ms=cal["transit_ms"], uncalibrated=replay_compare(lv, raw))
             live["replay"][name] = row
     finally:
         codes = stack.stop()
@@ -686,17 +662,21 @@ def render_markdown(report: dict) -> str:
         lines += ["## Live vs simulation (replay)", "",
                   f"Tolerance: on-time fraction within {REPLAY_TOLERANCE['served_fraction_abs']} (absolute), mean JCT "
                   f"live/sim within a factor {REPLAY_TOLERANCE['mean_jct_ratio']}; p99 JCT shown, not judged. "
-                  "Judged on the calibrated simulator: a round takes scale x profiled + overhead (log-normal noise "
-                  "sigma from the calibration residuals), both fitted per policy from a closed-loop run at "
-                  f"concurrency 1 with job sizes {list(CALIBRATION_SIZES)} against that policy's selection "
-                  "service (never the compared trace; median JCT per size, least squares). The uncalibrated "
-                  "simulator models profiled encoder compute only.", ""]
+                  "Judged on the calibrated simulator: each encoder lane batch and each finishing step takes "
+                  "overhead + scale x profiled (log-normal noise), with the costs the policy's selection service "
+                  "itself measured (GetStats lanes / finishing) over a calibration trace at the same rate with "
+                  "another seed (never the compared trace); jobs reach the simulated service after the median "
+                  "client transit (client JCT minus the service's own time, same calibration run), and the "
+                  "simulator runs the service's pipeline depth. The uncalibrated simulator models profiled "
+                  "encoder compute only.", ""]
         cal = live.get("calibration") or {}
         if cal:
-            lines += [_md_table(["policy", "overhead ms", "scale", "noise sigma", "jobs"] +
-                                [f"b={p['size']} median/fit ms" for p in next(iter(cal.values()))["points"]],
-                                [[n, _fmt(c["round_overhead_s"] * 1e3, 2), _fmt(c["scale"], 2), _fmt(c["noise"], 2),
-                                  c["jobs"]] + [f"{p['median_jct_ms']:.1f}/{p['fitted_ms']:.1f}" for p in c["points"]]
+            lines += [_md_table(["policy", "lanes: overhead ms + scale x profiled (noise)", "finishing ms",
+                                 "transit ms", "depth", "calibration jobs", "calibration miss"],
+                                [[n, "; ".join(f"{x['name']}: {x['overhead_ms']:.2f} + {x['scale']:.2f}x "
+                                               f"({x['noise']:.2f})" for x in c["lanes"]),
+                                  _fmt(c["finishing"]["overhead_ms"], 2), _fmt(c["transit_ms"], 2),
+                                  c["pipeline_depth"], c["jobs"], _fmt(c["summary"]["miss_rate"], 3)]
                                  for n, c in cal.items()]), ""]
         rows = []
         for n, r in live["replay"].items():

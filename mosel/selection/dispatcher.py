@@ -32,7 +32,7 @@ import torch
 from mosel import batching
 from mosel.errors import DeadlineExceeded, MoselError, ResourceExhausted, Unavailable, status_of
 from mosel.modalities import config_modalities
-from mosel.scheduling.predict import lane_groups
+from mosel.scheduling.predict import Predictor, lane_groups
 from mosel.selection.encoders import EncoderPool
 from mosel.selection.jobs import Job
 from mosel.selection.models import ServedModel
@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 
 # Downstream calls get the job's remaining time minus this, so our answer still fits.
 DOWNSTREAM_MARGIN_S = 0.002
+# Forgetting rate of the measured costs GetStats reports: about the last 50-100 batches
+# (the policy's own predictor forgets faster, to follow load changes).
+METER_EWMA = 0.02
 
 
 @dataclass
@@ -55,6 +58,8 @@ class _Round:
     ticket: object  # the policy's RoundTicket, or None
     committed: float
     pending: set  # lanes still to report
+    groups: list  # the lanes, as numbered in `pending`
+    measure: object = None  # the meter's ticket, or None
     parts: dict = field(default_factory=dict)  # modality slot -> (positions, embeddings)
     error: BaseException | None = None
 
@@ -87,6 +92,9 @@ class Dispatcher:
                                          thread_name_prefix=f"enc-{model.name}")
         self._lanes: dict[tuple[str, ...], ThreadPoolExecutor] = {}  # one worker each: FIFO, one batch at a time
         self._finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"finish-{model.name}")
+        # The measured cost of every lane and of the finishing step, whatever the policy:
+        # a predictor fed the same reports as the policy's, read by GetStats.
+        self._meter: Predictor | None = None
         self._thread = threading.Thread(target=self._loop, name=f"dispatch-{model.name}", daemon=True)
         self._thread.start()
 
@@ -141,8 +149,9 @@ class Dispatcher:
                 round_started = getattr(self.policy, "round_started", None)
                 ticket = round_started(round_jobs, committed) if round_started else None
                 self._in_flight += 1
+                measure = self._measure_start(round_jobs, committed)
             try:
-                self._commit(round_jobs, ticket, committed)
+                self._commit(round_jobs, ticket, committed, measure)
             except Exception as exc:  # noqa: BLE001 - a round failure must settle its jobs
                 for job in round_jobs:
                     self._fail(job, exc)
@@ -221,12 +230,12 @@ class Dispatcher:
                                                           thread_name_prefix=f"lane-{self.model.name}-{'+'.join(group)}")
         return lane
 
-    def _commit(self, jobs: list[Job], ticket, committed: float) -> None:
+    def _commit(self, jobs: list[Job], ticket, committed: float, measure=None) -> None:
         """Queue the round's batches on its lanes."""
         flat = [(job, item) for job in jobs for item in job.items]
-        rnd = _Round(jobs, flat, ticket, committed, pending=set())
+        rnd = _Round(jobs, flat, ticket, committed, pending=set(), groups=self._lane_groups(ticket), measure=measure)
         work = []
-        for k, group in enumerate(self._lane_groups(ticket)):
+        for k, group in enumerate(rnd.groups):
             batches = {}
             for modality in group:
                 positions = [i for i, (_, item) in enumerate(flat) if modality in config_modalities(item.configuration)]
@@ -269,6 +278,8 @@ class Dispatcher:
             lane_finished = getattr(self.policy, "lane_finished", None)
             if lane_finished and measured is not None:
                 lane_finished(rnd.ticket, lane, now, measured)
+            if rnd.measure is not None and measured is not None and rnd.measure.predictor.lanes == rnd.groups:
+                rnd.measure.predictor.lane_finished(rnd.measure, lane, now, measured)
             rnd.pending.discard(lane)
             last = not rnd.pending
         if last:
@@ -303,10 +314,40 @@ class Dispatcher:
         with self._cond:
             now = time.monotonic()
             round_finished = getattr(self.policy, "round_finished", None)
-            if rnd is not None and rnd.error is None and round_finished:
-                round_finished(rnd.ticket, now, now - finishing_started)
+            if rnd is not None and rnd.error is None:
+                if round_finished:
+                    round_finished(rnd.ticket, now, now - finishing_started)
+                if rnd.measure is not None:
+                    rnd.measure.predictor.round_finished(rnd.measure, now, now - finishing_started)
             self._in_flight -= 1
             self._cond.notify_all()
+
+    # ---- measured costs -------------------------------------------------------------------
+    def _measure_start(self, jobs: list[Job], committed: float):
+        """Commit the round to the meter (called with the lock held); its ticket, or None
+        while the model has no latency profile."""
+        cost = getattr(getattr(self.model, "profiles", None), "cost", None)
+        if cost is None:
+            return None
+        meter = self._meter
+        if meter is None or meter.cost is not cost:
+            meter = Predictor(cost, self.max_round_items, depth=self.pipeline_depth, ewma=METER_EWMA)
+            if self._meter is not None:
+                meter.carry_feedback(self._meter)
+            self._meter = meter
+        try:
+            return meter.round_started(committed, [meter.split_of([it.configuration for it in job.items])
+                                                   for job in jobs])
+        except ValueError:  # a configuration the profile does not cover: not measured
+            return None
+
+    def measured_costs(self) -> dict | None:
+        """The meter's fits ({"lanes": {name: fit}, "finishing": fit, "depth": n}), or None."""
+        with self._cond:
+            if self._meter is None:
+                return None
+            fits = self._meter.fits()
+        return {"lanes": fits["lanes"], "finishing": fits["finish"], "depth": self.pipeline_depth}
 
     # ---- settling ---------------------------------------------------------------------
     def _answer(self, job: Job, scores: list, started: float, finished: float) -> None:

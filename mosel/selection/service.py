@@ -161,7 +161,22 @@ class SelectionServicer(selection_pb2_grpc.SelectionServiceServicer):
         chosen = [self._dispatcher(request.model)] if request.model else list(self.dispatchers.values())
         snap = ServingStats.combined([d.stats for d in chosen])
         depth = sum(d.queue_depth() for d in chosen)
-        return selection_pb2.Stats(queue_depth=depth, policy=self.policy, **snap)
+        stats = selection_pb2.Stats(queue_depth=depth, policy=self.policy,
+                                    pipeline_depth=max(d.pipeline_depth for d in chosen), **snap)
+        for d in chosen:
+            costs = d.measured_costs()
+            if costs is None:
+                continue
+            for lane, fit in costs["lanes"].items():
+                stats.lanes.append(_lane_cost(f"{d.model.name}/{lane}", fit))
+            if len(chosen) == 1:  # one finishing step per model: only meaningful for one
+                stats.finishing.CopyFrom(_lane_cost(d.model.name, costs["finishing"]))
+        return stats
+
+
+def _lane_cost(name: str, fit: dict) -> selection_pb2.LaneCost:
+    return selection_pb2.LaneCost(name=name, overhead_ms=fit["overhead_ms"], scale=fit["scale"],
+                                  noise=fit["noise"], samples=fit["samples"])
 
 
 def _stream_error(message_id: str, exc: BaseException) -> selection_pb2.StreamResponse:
