@@ -173,9 +173,9 @@ def simulate(specs: Sequence[SimJob], policy, model: SimModel, *, max_round_item
              finish_cost: StepCost | None = None, transit_s: float = 0.0) -> SimResult:
     """Run `specs` through `policy` (see the module doc). `lane_costs` (one per lane of the
     cost model) and `finish_cost` replace the uniform `scale` / `batch_overhead_s` /
-    `round_overhead_s` / `noise`; `transit_s` is the time a job takes to reach the service
-    after its arrival (the client's share of a live job: it counts in the JCT and eats into
-    the deadline)."""
+    `round_overhead_s` / `noise`; `transit_s` is the client's share of a live job (the way
+    to the service and back), half of it before the service sees the job, half after it
+    answers: it counts in the JCT and against the deadline."""
     if not (math.isfinite(round_overhead_s) and round_overhead_s >= 0.0):
         raise ValueError(f"round_overhead_s must be finite and >= 0, got {round_overhead_s}")
     if not (math.isfinite(batch_overhead_s) and batch_overhead_s >= 0.0):
@@ -189,6 +189,7 @@ def simulate(specs: Sequence[SimJob], policy, model: SimModel, *, max_round_item
     configure = getattr(policy, "configure", None)
     if configure is not None and hasattr(policy, "pipeline_depth"):
         configure(pipeline_depth=pipeline_depth)  # the policy predicts the pipeline it runs in
+    way_in = way_out = transit_s / 2
     rng = random.Random(seed)
     order = sorted(range(len(specs)), key=lambda i: (specs[i].arrival, i))
     jobs = {i: make_job(model, specs[i], i) for i in order}
@@ -304,7 +305,7 @@ def simulate(specs: Sequence[SimJob], policy, model: SimModel, *, max_round_item
     pos = 0
     now = 0.0
     while pos < len(order) or heap or in_flight:
-        next_arrival = specs[order[pos]].arrival + transit_s if pos < len(order) else math.inf
+        next_arrival = specs[order[pos]].arrival + way_in if pos < len(order) else math.inf
         if events and events[0][0] <= next_arrival:
             now, _, kind, payload = heapq.heappop(events)
             if kind == "lane":
@@ -322,7 +323,8 @@ def simulate(specs: Sequence[SimJob], policy, model: SimModel, *, max_round_item
                 rnd, seconds = payload
                 finisher_busy = False
                 for job in rnd["jobs"]:
-                    settle(job, "served" if now <= job.deadline else "late", now)
+                    received = now + way_out  # by the client
+                    settle(job, "served" if received <= job.deadline else "late", received)
                 in_flight -= 1
                 hook = getattr(policy, "round_finished", None)
                 if hook:
@@ -332,7 +334,7 @@ def simulate(specs: Sequence[SimJob], policy, model: SimModel, *, max_round_item
         elif pos < len(order):
             i = order[pos]
             pos += 1
-            now = max(now, specs[i].arrival + transit_s)
+            now = max(now, specs[i].arrival + way_in)
             job = jobs[i]
             try:
                 policy.admit(job, queue(), now)

@@ -245,6 +245,12 @@ def test_quick_report_consistent(quick_report):
         for r in (rep_row, rep_row["uncalibrated"]):
             assert 0.0 <= r["sim_on_time_fraction"] <= 1.0 and 0.0 <= r["live_on_time_fraction"] <= 1.0
     assert "uncal. sim on-time" in md and "cal. within tol." in md
+    assert set(live["max_sustained"]) == set(BP.POLICIES) and "highest live load with <= 1% misses" in md
+    for name, best in live["max_sustained"].items():
+        if best is not None:
+            assert best["miss_rate"] <= BP.MISS_TARGET
+            assert best == {k: next(p for p in live["runs"][name] if p["rate_factor"] == best["rate_factor"])[k]
+                            for k in best}
     for trace in (out / "traces").glob("*.json"):
         for j in json.loads(trace.read_text()):
             if j["code"] == "OK":

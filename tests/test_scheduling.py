@@ -533,8 +533,8 @@ def test_simulated_transit_and_per_lane_costs():
                    transit_s=0.004).outcomes[0]
     audio, video = (1.0 + 0.2) * 1e-3, (4.0 + 1.0) * 1e-3
     assert base.finish == pytest.approx(1.0 + max(audio, video) + 0.2e-3)
-    assert o.started == pytest.approx(1.004)  # reached the service after its transit
-    assert o.finish == pytest.approx(1.004 + max(0.002 + audio, 0.001 + 2 * video) + 0.5e-3 + 0.2e-3)
+    assert o.started == pytest.approx(1.002)  # reached the service after half its transit
+    assert o.finish == pytest.approx(1.002 + max(0.002 + audio, 0.001 + 2 * video) + 0.5e-3 + 0.2e-3 + 0.002)
     with pytest.raises(ValueError, match="lanes"):
         S.simulate(spec, make_policy("agnostic"), model, lane_costs=costs[:1])
     with pytest.raises(ValueError):

@@ -19,8 +19,8 @@ floors above the best reachable accuracy).
 
 `AggressivePolicy`: every job at its cheapest option.
 
-`MoselPolicy.plan`: predict (mosel.scheduling.predict, round-based) with every job at its
-most accurate option; if no job is predicted to finish after now + m * (deadline - now),
+`MoselPolicy.plan`: predict (mosel.scheduling.predict: rounds on per-encoder lanes) with
+every job at its most accurate option; if no job is predicted to finish after now + m * (deadline - now),
 run everything at full accuracy (m = budget_margin, or budget_margin * (1 -
 upgrade_hysteresis) while some queued job is still degraded, so plans do not flap).
 Otherwise: (1) jobs predicted to miss their deadline even with everyone at the cheapest
@@ -29,12 +29,15 @@ without starting them; they are given their cheapest option meanwhile); (2) the 
 the first predicted miss, extended to `lookahead` jobs, are reassigned with
 mosel.scheduling.reassign under the additive model, option latencies scaled by the
 round/additive ratio of the window at full accuracy; (3) the plan is checked with the
-round-based predictor; while a window job is predicted past its deadline the scale is
+lane predictor; while a window job is predicted past its deadline the scale is
 raised and the window re-solved (up to 3 times), then the window falls back to cheapest.
 Jobs after the window run at full accuracy (re-planned next round).
 
 `MoselPolicy.admit`: refuses (DeadlineExceeded) a job predicted to finish after its
 deadline even with itself and every queued job at the cheapest option.
+
+Both plan against `deadline - reply_margin_s`: the answer still has to travel back to the
+client after the service is done with it.
 
 Feedback hooks for the dispatcher (and the simulator, which calls them the same way):
 `round_started(jobs, now)` commits a round to the predictor's lanes and returns its ticket
@@ -58,6 +61,9 @@ from mosel.selection.policies import POLICIES, AgnosticPolicy, Policy
 log = logging.getLogger(__name__)
 
 FLOOR_TOLERANCE = 1e-9
+# How long an answer takes back to the client, planned for by default (a loaded machine's
+# loopback gRPC; see MoselPolicy.reply_margin_s).
+DEFAULT_REPLY_MARGIN_S = 0.003
 
 
 class _ProfiledPolicy(Policy):
@@ -211,10 +217,15 @@ class MoselPolicy(_ProfiledPolicy):
 
     def __init__(self, budget_margin: float = 0.91, lookahead: int = 32, upgrade_hysteresis: float = 0.05,
                  time_cap_s: float = 0.005, max_round_items: int = 32, unit_s: float = 1e-3,
-                 pipeline_depth: int = 1):
+                 pipeline_depth: int = 1, reply_margin_s: float = DEFAULT_REPLY_MARGIN_S):
         super().__init__(max_round_items=max_round_items, unit_s=unit_s, pipeline_depth=pipeline_depth)
         if not 0.0 < budget_margin <= 1.0:
             raise ValueError(f"budget_margin must be in (0, 1], got {budget_margin}")
+        if not reply_margin_s >= 0.0:
+            raise ValueError(f"reply_margin_s must be >= 0, got {reply_margin_s}")
+        # An answer finished at the deadline still has to reach the client: plans aim this
+        # much earlier (a fixed cost, unlike budget_margin, which shrinks with the budget).
+        self.reply_margin_s = float(reply_margin_s)
         if not 0.0 <= upgrade_hysteresis < 1.0:
             raise ValueError(f"upgrade_hysteresis must be in [0, 1), got {upgrade_hysteresis}")
         self.budget_margin = float(budget_margin)
@@ -236,7 +247,7 @@ class MoselPolicy(_ProfiledPolicy):
         k = jobs.index(job)
         # only jobs up to this one (and its round) matter for its finish time
         finish = p.finish_times(sizes[:k + 1 + self.max_round_items], splits[:k + 1 + self.max_round_items], now)
-        if finish[k] > job.deadline:
+        if finish[k] > job.deadline - self.reply_margin_s:
             self.forget(job)
             raise DeadlineExceeded(
                 f"deadline unreachable: predicted finish {1000 * (finish[k] - now):.1f} ms from now with the cheapest "
@@ -256,7 +267,7 @@ class MoselPolicy(_ProfiledPolicy):
         p = self.predictor
         opts, all_splits = self._cached(queue)
         sizes = [job.size for job in queue]
-        deadlines = [job.deadline for job in queue]
+        deadlines = [job.deadline - self.reply_margin_s for job in queue]
         best_splits = [s[-1] for s in all_splits]
         margin = self.budget_margin
         if any(job.seq in self._degraded for job in queue):
@@ -266,7 +277,7 @@ class MoselPolicy(_ProfiledPolicy):
             self._all_at_best(queue, opts)
             return
 
-        # (1) jobs hopeless even at all-cheapest (round-based prediction)
+        # (1) jobs hopeless even at all-cheapest (lane prediction)
         cheap_splits = [s[0] for s in all_splits]
         hopeless = set(p.hopeless(sizes, cheap_splits, deadlines, now))
         jobs = queue

@@ -6,7 +6,7 @@ k taking `option.latency`, so job k finishes after the prefix sum of the latenci
 0..k. Constraint: prefix_k <= budget_k for every job. The live system batches several jobs
 into one round (mosel.scheduling.predict), where jobs interact through shared batches; the
 policy therefore scales the options' latencies by the round/additive ratio of the current
-queue and checks the result with the round-based predictor (see MoselPolicy). Under the
+queue and checks the result with the lane predictor (see MoselPolicy). Under the
 additive model the optimisation below is exact.
 
 Objective: maximise sum_k size_k * accuracy_k, i.e. the request-weighted mean accuracy.

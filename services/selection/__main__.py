@@ -11,6 +11,7 @@ from mosel.packs.checkpoint import CheckpointError
 from mosel.selection.dispatcher import Dispatcher
 from mosel.selection.encoders import EncoderPool, parse_encoder_flags
 from mosel.selection.models import ServedModel
+from mosel.scheduling.policies import DEFAULT_REPLY_MARGIN_S
 from mosel.selection.policies import POLICIES, make_policy
 from mosel.selection.profiles import ProfileSync
 from mosel.selection.service import SelectionServicer
@@ -39,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pipeline-depth", type=int, default=2,
                         help="rounds in flight at once: the next round's encoder batches queue behind this "
                              "round's on each encoder and overlap its fusion (default 2; 1 = strict rounds)")
+    parser.add_argument("--reply-margin-ms", type=float, default=DEFAULT_REPLY_MARGIN_S * 1000.0,
+                        help="mosel policy: plan to finish this long before each deadline, for the answer's "
+                             f"way back to the client (default {DEFAULT_REPLY_MARGIN_S * 1000.0:g})")
     parser.add_argument("--max-queue", type=int, default=4096, help="queued requests before RESOURCE_EXHAUSTED")
     parser.add_argument("--batch-wait-ms", type=float, default=0.0,
                         help="let a part-filled batch wait this long for more requests (default 0: send at once)")
@@ -51,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     apply_threads(args.threads)
     if args.pipeline_depth < 1:
         parser.error("--pipeline-depth must be at least 1")
+    if args.reply_margin_ms < 0:
+        parser.error("--reply-margin-ms must not be negative")
     if args.max_job_size > args.max_round:
         parser.error("--max-job-size must not exceed --max-round (a job is never split across rounds)")
 
@@ -82,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     sync.start()
     # Predicting policies must form rounds exactly as the dispatcher does.
     policy_options = {} if args.policy == "agnostic" else {"max_round_items": args.max_round}
+    if args.policy == "mosel":
+        policy_options["reply_margin_s"] = args.reply_margin_ms / 1000.0
     dispatchers = {
         name: Dispatcher(model, pools[name], make_policy(args.policy, **policy_options), ServingStats(),
                          max_round_items=args.max_round, max_queue_items=args.max_queue,
