@@ -2,8 +2,9 @@
 
 A trial samples thresholds (tuning.space), builds `MoselPolicy(**policy_kwargs)` — the
 scheduler class the selection service runs — and replays the study's workload through
-mosel.simulator.simulate with `max_round_items` as the round size and the strategy matrix
-solved for the trial's `grid_step`. Objectives (Summary fields of the run):
+mosel.simulator.simulate with `max_round_items` as the round size, the strategy matrix
+solved for the trial's `grid_step` and the service's pipeline depth (`--pipeline-depth`,
+default the service's). Objectives (Summary fields of the run):
 
     goodput   goodput_rps    maximise  requests finished by their deadline with the floor met, per s
     accuracy  mean_accuracy  maximise  request-weighted accuracy of the finished requests
@@ -69,6 +70,7 @@ import optuna
 from mosel import simulator as S
 from mosel.config import mosel_home, repo_root
 from mosel.scheduling.policies import MoselPolicy
+from mosel.scheduling.predict import DEFAULT_PIPELINE_DEPTH
 from tuning import space
 from tuning.models import TuningModel, load_model
 
@@ -160,6 +162,7 @@ class TuneConfig:
     study: str | None = None
     store: str | None = None  # profile store address for registered models
     population: int = 50
+    pipeline_depth: int = DEFAULT_PIPELINE_DEPTH  # rounds in flight in the service the pick is for
 
     def __post_init__(self) -> None:
         self.objectives = tuple(self.objectives)
@@ -167,6 +170,8 @@ class TuneConfig:
         if unknown or not self.objectives:
             raise ValueError(f"unknown objectives {unknown} (known: {sorted(OBJECTIVES)})")
         self.workload = WorkloadSpec.parse(self.workload).canonical()
+        if self.pipeline_depth < 1:
+            raise ValueError(f"pipeline_depth must be >= 1, got {self.pipeline_depth}")
 
     @property
     def workload_spec(self) -> WorkloadSpec:
@@ -174,7 +179,10 @@ class TuneConfig:
 
     @property
     def study_name(self) -> str:
-        return self.study or study_name(self.model, self.workload_spec, self.objectives, self.seed)
+        name = self.study or study_name(self.model, self.workload_spec, self.objectives, self.seed)
+        if not self.study and self.pipeline_depth != DEFAULT_PIPELINE_DEPTH:
+            name += f"-depth{self.pipeline_depth}"  # other replays: not the same study
+        return name
 
     @property
     def storage_url(self) -> str:
@@ -229,17 +237,20 @@ def make_storage(url: str):
 class Evaluator:
     """Replays one workload through the simulator under given thresholds."""
 
-    def __init__(self, model: TuningModel, specs: Sequence[S.SimJob], noise: float = DEFAULT_NOISE, seed: int = 0):
+    def __init__(self, model: TuningModel, specs: Sequence[S.SimJob], noise: float = DEFAULT_NOISE, seed: int = 0,
+                 pipeline_depth: int = DEFAULT_PIPELINE_DEPTH):
         self.model = model
         self.specs = list(specs)
         self.noise = float(noise)
         self.seed = int(seed)
+        self.pipeline_depth = int(pipeline_depth)
 
     def evaluate(self, thresholds: Mapping[str, Any]) -> S.Summary:
         sim_model = self.model.sim_model(thresholds["grid_step"])
         policy = MoselPolicy(**space.policy_kwargs(thresholds, unit_s=self.model.unit_s))
         return S.simulate(self.specs, policy, sim_model, max_round_items=int(thresholds["max_round_items"]),
-                          unit_s=self.model.unit_s, noise=self.noise, seed=self.seed).summary
+                          unit_s=self.model.unit_s, noise=self.noise, seed=self.seed,
+                          pipeline_depth=self.pipeline_depth).summary
 
 
 def metrics(summary: S.Summary) -> dict[str, Any]:
@@ -285,14 +296,14 @@ def study_evaluator(config: TuneConfig, model: TuningModel) -> Evaluator:
     spec = config.workload_spec
     jobs = spec.study_jobs(model.sim_model(space.DEFAULT_THRESHOLDS["grid_step"]), config.seed,
                            max_size=min(32, model.max_batch))
-    return Evaluator(model, jobs, config.noise, config.seed)
+    return Evaluator(model, jobs, config.noise, config.seed, config.pipeline_depth)
 
 
 def heldout_evaluator(config: TuneConfig, model: TuningModel) -> Evaluator:
     spec = config.workload_spec
     jobs = spec.heldout_jobs(model.sim_model(space.DEFAULT_THRESHOLDS["grid_step"]), config.seed,
                              max_size=min(32, model.max_batch))
-    return Evaluator(model, jobs, config.noise, config.seed + HELDOUT_SEED_OFFSET)
+    return Evaluator(model, jobs, config.noise, config.seed + HELDOUT_SEED_OFFSET, config.pipeline_depth)
 
 
 # ----------------------------------------------------------------------------- running

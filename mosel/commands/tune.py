@@ -66,6 +66,9 @@ def register(sub) -> None:
     p.add_argument("--p99", action="store_true", help="also minimise p99 job completion time")
     p.add_argument("--noise", type=float, default=T.DEFAULT_NOISE,
                    help=f"log-normal sigma of round latency noise in the simulator (default {T.DEFAULT_NOISE})")
+    p.add_argument("--pipeline-depth", type=int, default=T.DEFAULT_PIPELINE_DEPTH,
+                   help="rounds in flight in the selection service the pick is for (its --pipeline-depth; "
+                        f"default {T.DEFAULT_PIPELINE_DEPTH})")
     p.add_argument("--population", type=int, default=None,
                    help="NSGA-II population size (default: trials/3 clamped to 4..50)")
     p.add_argument("--pick", default=T.DEFAULT_PICK, help=f"pick rule (default {T.DEFAULT_PICK!r}; see `mosel tune` doc)")
@@ -84,7 +87,7 @@ def run(args) -> int:
         population = args.population or max(4, min(50, args.trials // 3))
         config = T.TuneConfig(model=args.model, workload=args.workload, seed=args.seed, objectives=objectives,
                               noise=args.noise, storage=args.storage, study=args.study, store=args.store,
-                              population=population)
+                              population=population, pipeline_depth=args.pipeline_depth)
     except ValueError as exc:
         print(f"mosel tune: {exc}")
         return 2

@@ -53,6 +53,11 @@ from typing import Sequence
 from mosel.costs import CostModel, JointCost, LateFusionCost
 
 
+# Rounds in flight at once in a serving dispatcher unless told otherwise (--pipeline-depth);
+# tuning replays use it too, so tuned thresholds fit the pipeline they will run in.
+DEFAULT_PIPELINE_DEPTH = 2
+
+
 def _table_at(table: Sequence[float], n: int) -> float:
     """L(n), extended past the table's end as full batches of the largest size."""
     if n <= 0:

@@ -12,6 +12,7 @@ from mosel.selection.dispatcher import Dispatcher
 from mosel.selection.encoders import EncoderPool, parse_encoder_flags
 from mosel.selection.models import ServedModel
 from mosel.scheduling.policies import DEFAULT_REPLY_MARGIN_S
+from mosel.scheduling.predict import DEFAULT_PIPELINE_DEPTH
 from mosel.selection.policies import POLICIES, make_policy
 from mosel.selection.profiles import ProfileSync
 from mosel.selection.service import SelectionServicer
@@ -37,9 +38,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="deadline budget for requests that set none (default 1000)")
     parser.add_argument("--max-job-size", type=int, default=32, help="largest job accepted (default 32)")
     parser.add_argument("--max-round", type=int, default=32, help="most requests per encoder batch (default 32)")
-    parser.add_argument("--pipeline-depth", type=int, default=2,
+    parser.add_argument("--pipeline-depth", type=int, default=DEFAULT_PIPELINE_DEPTH,
                         help="rounds in flight at once: the next round's encoder batches queue behind this "
-                             "round's on each encoder and overlap its fusion (default 2; 1 = strict rounds)")
+                             f"round's on each encoder and overlap its fusion (default {DEFAULT_PIPELINE_DEPTH}; "
+                             "1 = strict rounds)")
     parser.add_argument("--reply-margin-ms", type=float, default=DEFAULT_REPLY_MARGIN_S * 1000.0,
                         help="mosel policy: plan to finish this long before each deadline, for the answer's "
                              f"way back to the client (default {DEFAULT_REPLY_MARGIN_S * 1000.0:g})")
