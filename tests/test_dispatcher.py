@@ -203,6 +203,24 @@ class GatedEncoders(FakeEncoders):
         return super().encode(modality, tensors, timeout_s)
 
 
+class RecordingPolicy(AgnosticPolicy):
+    """Agnostic, plus the feedback hooks: every committed round must be reported once."""
+
+    def __init__(self):
+        self.started, self.finished, self.lanes = [], [], []
+
+    def round_started(self, jobs, now):
+        token = object()
+        self.started.append(token)
+        return token
+
+    def lane_finished(self, ticket, lane, now, measured_s):
+        self.lanes.append((ticket, lane, measured_s))
+
+    def round_finished(self, ticket, now, finishing_s):
+        self.finished.append((ticket, finishing_s))
+
+
 def _separate(model):
     from mosel.costs import LateFusionCost
 
@@ -242,7 +260,8 @@ def test_a_later_round_uses_a_free_encoder_while_another_is_busy(model, depth):
 def test_a_round_expiring_behind_a_busy_encoder_is_not_started(model):
     _separate(model)
     encoders = GatedEncoders(model.pack.embed_dim, gated=["video"])
-    d = Dispatcher(model, encoders, AgnosticPolicy(), ServingStats(), max_round_items=1, pipeline_depth=2)
+    policy = RecordingPolicy()
+    d = Dispatcher(model, encoders, policy, ServingStats(), max_round_items=1, pipeline_depth=2)
     try:
         full = make_job(model, 1, 5.0, "full")
         d.submit(full)
@@ -256,6 +275,10 @@ def test_a_round_expiring_behind_a_busy_encoder_is_not_started(model):
         with pytest.raises(DeadlineExceeded):
             short.future.result(5)
         assert encoders.started.count("video") == 1  # the expired batch never reached the encoder
+        # both rounds were reported back (the expired one without a time), so no stale backlog
+        assert [t for t, _ in policy.finished] == policy.started and len(policy.started) == 2
+        assert policy.finished[1][1] is None
+        assert sum(1 for t, _, m in policy.lanes if t is policy.started[1] and m is None) >= 1
     finally:
         encoders.gates["video"].set()
         d.stop()
@@ -264,7 +287,8 @@ def test_a_round_expiring_behind_a_busy_encoder_is_not_started(model):
 def test_one_failing_encoder_fails_its_rounds_once_and_others_go_on(model):
     _separate(model)
     encoders = GatedEncoders(model.pack.embed_dim, fail="image")
-    d = Dispatcher(model, encoders, AgnosticPolicy(), ServingStats(), max_round_items=1, pipeline_depth=2)
+    policy = RecordingPolicy()
+    d = Dispatcher(model, encoders, policy, ServingStats(), max_round_items=1, pipeline_depth=2)
     try:
         jobs = [make_job(model, 1, 5.0, f"j{i}") for i in range(6)]
         for i, job in enumerate(jobs):
@@ -278,5 +302,8 @@ def test_one_failing_encoder_fails_its_rounds_once_and_others_go_on(model):
                 with pytest.raises(MoselError, match="image encoder broke"):
                     job.future.result(5)
         assert encoders.started.count("image") == 3
+        d.stop()
+        assert sorted(map(id, (t for t, _ in policy.finished))) == sorted(map(id, policy.started))
+        assert sum(1 for _, took in policy.finished if took is None) == 3  # the failed rounds
     finally:
         d.stop()

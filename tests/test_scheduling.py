@@ -134,10 +134,15 @@ def test_backlog_moves_with_measured_batches():
     p.round_finished(t1, now=9.5e-3, finishing_s=0.5e-3)
     assert p.in_flight == [t2]
     assert p.head_fit(0.0) == pytest.approx(0.5e-3)  # no head profile: the finishing step is overhead
+    # a failed or skipped batch frees its lane without teaching the fit anything
+    p.lane_finished(t2, 0, now=10.0e-3, measured_s=None)
+    assert p.lane_fits[0].samples == 1 and p.lane_free[0] == pytest.approx(10.0e-3)
     # a predictor for a new profile carries the backlog and takes the old tickets' feedback
     q = Predictor(cost, max_round_items=4, depth=2)
     q.carry_feedback(p)
     assert q.in_flight == [t2] and t2.predictor is q and q.lane_free == p.lane_free
+    q.round_finished(t2, now=11.0e-3, finishing_s=None)  # failed round: gone, head fit unchanged
+    assert q.in_flight == [] and q.head_fit.samples == 1
 
 
 # ---------------------------------------------------------------- reassignment

@@ -187,11 +187,11 @@ class _ProfiledPolicy(Policy):
         splits = [self.predictor.split_of([it.configuration for it in job.items]) for job in jobs]
         return self.predictor.round_started(now, splits)
 
-    def lane_finished(self, ticket: RoundTicket | None, lane: int, now: float, measured_s: float) -> None:
+    def lane_finished(self, ticket: RoundTicket | None, lane: int, now: float, measured_s: float | None) -> None:
         if ticket is not None and ticket.predictor is self.predictor:  # not a replaced predictor's
             self.predictor.lane_finished(ticket, lane, now, measured_s)
 
-    def round_finished(self, ticket: RoundTicket | None, now: float, finishing_s: float) -> None:
+    def round_finished(self, ticket: RoundTicket | None, now: float, finishing_s: float | None) -> None:
         if ticket is not None and ticket.predictor is self.predictor:
             self.predictor.round_finished(ticket, now, finishing_s)
 

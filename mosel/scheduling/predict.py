@@ -451,11 +451,13 @@ class Predictor:
         self._refresh()
         return ticket
 
-    def lane_finished(self, ticket: RoundTicket, lane: int, now: float, measured_s: float) -> None:
-        """A lane ran the ticket's batch in `measured_s` (its own service time, not the wait
-        behind earlier batches), ending at `now`: refit the lane and move the lane's
-        remaining backlog by the error."""
-        self.lane_fits[lane].update(ticket.lane_work_s[lane], measured_s)
+    def lane_finished(self, ticket: RoundTicket, lane: int, now: float, measured_s: float | None) -> None:
+        """A lane is done with the ticket's batch at `now`, having run it in `measured_s`
+        (its own service time, not the wait behind earlier batches; None when the batch
+        failed or was not started): refit the lane and move its remaining backlog by the
+        error."""
+        if measured_s is not None:
+            self.lane_fits[lane].update(ticket.lane_work_s[lane], measured_s)
         delta = now - ticket.lane_end.get(lane, now)
         ticket.lane_end[lane] = now
         self.lane_free[lane] = max(now, self.lane_free[lane] + delta)
@@ -464,9 +466,12 @@ class Predictor:
                 t.lane_end[lane] = max(now, t.lane_end[lane] + delta)
         self._refresh()
 
-    def round_finished(self, ticket: RoundTicket, now: float, finishing_s: float) -> None:
-        """The round is answered at `now`; its finishing step (head, answers) took `finishing_s`."""
-        self.head_fit.update(ticket.head_s, finishing_s)
+    def round_finished(self, ticket: RoundTicket, now: float, finishing_s: float | None) -> None:
+        """The round is settled at `now`; its finishing step (head, answers) took
+        `finishing_s` (None when the round failed). Every committed round must be reported
+        here once, or its ticket would hold the backlog up forever."""
+        if finishing_s is not None:
+            self.head_fit.update(ticket.head_s, finishing_s)
         try:
             self.in_flight.remove(ticket)
         except ValueError:

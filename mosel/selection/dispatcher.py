@@ -155,7 +155,8 @@ class Dispatcher:
             except Exception as exc:  # noqa: BLE001 - a round failure must settle its jobs
                 for job in round_jobs:
                     self._fail(job, exc)
-                self._round_done(None, committed)
+                self._round_done(_Round(round_jobs, [], ticket, committed, pending=set(), groups=[], measure=measure,
+                                        error=exc), committed)
 
     def _wait_to_fill(self) -> None:
         """With a batch wait, hold a part-filled round until it fills, its oldest request has
@@ -275,10 +276,11 @@ class Dispatcher:
             rnd.error = rnd.error or exc
         with self._cond:
             now = time.monotonic()
+            # reported also when the batch failed or was skipped (measured None): the lane is free
             lane_finished = getattr(self.policy, "lane_finished", None)
-            if lane_finished and measured is not None:
+            if lane_finished:
                 lane_finished(rnd.ticket, lane, now, measured)
-            if rnd.measure is not None and measured is not None and rnd.measure.predictor.lanes == rnd.groups:
+            if rnd.measure is not None and rnd.measure.predictor.lanes == rnd.groups:
                 rnd.measure.predictor.lane_finished(rnd.measure, lane, now, measured)
             rnd.pending.discard(lane)
             last = not rnd.pending
@@ -314,11 +316,12 @@ class Dispatcher:
         with self._cond:
             now = time.monotonic()
             round_finished = getattr(self.policy, "round_finished", None)
-            if rnd is not None and rnd.error is None:
+            if rnd is not None:  # every committed round is reported once, failed ones without a time
+                took = now - finishing_started if rnd.error is None else None
                 if round_finished:
-                    round_finished(rnd.ticket, now, now - finishing_started)
+                    round_finished(rnd.ticket, now, took)
                 if rnd.measure is not None:
-                    rnd.measure.predictor.round_finished(rnd.measure, now, now - finishing_started)
+                    rnd.measure.predictor.round_finished(rnd.measure, now, took)
             self._in_flight -= 1
             self._cond.notify_all()
 
