@@ -267,7 +267,11 @@ class MoselPolicy(_ProfiledPolicy):
         p = self.predictor
         opts, all_splits = self._cached(queue)
         sizes = [job.size for job in queue]
-        deadlines = [job.deadline - self.reply_margin_s for job in queue]
+        # Plans aim early by the answer's way back and by how late rounds have been running
+        # (the predictor's lateness); a job counts as hopeless only against its deadline
+        # less the way back.
+        due = [job.deadline - self.reply_margin_s for job in queue]
+        deadlines = [d - p.lateness_s for d in due]
         best_splits = [s[-1] for s in all_splits]
         margin = self.budget_margin
         if any(job.seq in self._degraded for job in queue):
@@ -279,7 +283,7 @@ class MoselPolicy(_ProfiledPolicy):
 
         # (1) jobs hopeless even at all-cheapest (lane prediction)
         cheap_splits = [s[0] for s in all_splits]
-        hopeless = set(p.hopeless(sizes, cheap_splits, deadlines, now))
+        hopeless = set(p.hopeless(sizes, cheap_splits, due, now))
         jobs = queue
         if hopeless:
             for k in sorted(hopeless):

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -56,6 +57,10 @@ from mosel.costs import CostModel, JointCost, LateFusionCost
 # Rounds in flight at once in a serving dispatcher unless told otherwise (--pipeline-depth);
 # tuning replays use it too, so tuned thresholds fit the pipeline they will run in.
 DEFAULT_PIPELINE_DEPTH = 2
+# Lateness of rounds against their prediction: the quantile plans keep in hand, over the
+# last LATENESS_WINDOW rounds.
+LATENESS_QUANTILE = 0.9
+LATENESS_WINDOW = 200
 
 
 def _table_at(table: Sequence[float], n: int) -> float:
@@ -196,7 +201,8 @@ class RoundTicket:
     lane_work_s: tuple[float, ...]  # uncorrected profiled seconds per lane (0: lane unused)
     head_s: float  # uncorrected profiled seconds of the finishing step
     lane_end: dict[int, float] = field(default_factory=dict)  # predicted end per used lane
-    finish: float = 0.0  # predicted finish
+    finish: float = 0.0  # predicted finish (kept up to date as batches report)
+    promised: float = 0.0  # the finish predicted when it was committed
     predictor: object = field(default=None, repr=False)  # whose lanes it was committed to
 
     @property
@@ -246,6 +252,10 @@ class Predictor:
         # (fusion head and answers), which runs one round at a time
         self.lane_free = [-math.inf] * (len(self.lanes) + 1)
         self._finisher_idle = -math.inf  # when the last finishing step ended
+        # How late rounds end against what was predicted at their commit (noise the fits
+        # cannot remove); plans keep `lateness_s`, a high quantile of it, in hand.
+        self._errors: deque[float] = deque(maxlen=LATENESS_WINDOW)
+        self.lateness_s = 0.0
         self.in_flight: list[RoundTicket] = []
         self._index = {c: i for i, c in enumerate(cost.configurations)}
         self._rounds_sizes: list[int] | None = None
@@ -449,6 +459,7 @@ class Predictor:
             self.lane_free[k] = ticket.lane_end[k]
         self.in_flight.append(ticket)
         self._refresh()
+        ticket.promised = ticket.finish
         return ticket
 
     def lane_finished(self, ticket: RoundTicket, lane: int, now: float, measured_s: float | None) -> None:
@@ -472,6 +483,9 @@ class Predictor:
         here once, or its ticket would hold the backlog up forever."""
         if finishing_s is not None:
             self.head_fit.update(ticket.head_s, finishing_s)
+            self._errors.append(now - ticket.promised)
+            ranked = sorted(self._errors)
+            self.lateness_s = max(0.0, ranked[int(LATENESS_QUANTILE * (len(ranked) - 1))])
         try:
             self.in_flight.remove(ticket)
         except ValueError:
@@ -497,6 +511,7 @@ class Predictor:
             return
         self.lane_free = list(old.lane_free)
         self._finisher_idle = old._finisher_idle
+        self._errors, self.lateness_s = deque(old._errors, maxlen=LATENESS_WINDOW), old.lateness_s
         self.in_flight = list(old.in_flight)
         for ticket in self.in_flight:  # their feedback now lands here
             ticket.predictor = self
@@ -507,4 +522,4 @@ class Predictor:
     def fits(self) -> dict:
         """The learned corrections, for statistics and calibration."""
         return {"lanes": {"+".join(lane): fit.to_dict() for lane, fit in zip(self.lanes, self.lane_fits)},
-                "finish": self.head_fit.to_dict(), "depth": self.depth}
+                "finish": self.head_fit.to_dict(), "depth": self.depth, "lateness_ms": self.lateness_s * 1e3}
