@@ -58,7 +58,7 @@ DELTAS = (0.03, 0.06, 0.09, 0.12)
 RATE_FACTORS = (0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0)
 QUICK_RATE_FACTORS = (0.01, 0.05, 0.2, 1.0, 1.5)
 BURSTY_FACTORS = (0.25, 0.5, 1.0)
-LIVE_FACTORS = (0.25, 0.5, 1.0, 1.5)
+LIVE_FACTORS = (0.5, 0.75, 1.0, 1.5, 2.0)
 QUICK_LIVE_FACTORS = (0.5, 1.5)
 MISS_TARGET = 0.01
 # live vs simulation agreement: on-time fraction within 0.15 (absolute) and mean JCT within a
@@ -89,8 +89,10 @@ def register(sub) -> None:
                    help="absolute bursty-trace slack in ms (paper: 55); default 55/17 x the Poisson slack")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--live-home", default=None,
-                   help="state dir of the live stack (default <mosel home>/bench-paper-live); trains if needed")
-    p.add_argument("--live-size", default="tiny", help="AV-Digits size preset for the live stack (default tiny)")
+                   help="state dir of the live stack (default <mosel home>/bench-paper-live-<size>); trains if needed")
+    p.add_argument("--live-size", default=None,
+                   help="AV-Digits size preset for the live stack (default large, quick: tiny; on a CPU only the "
+                        "large encoders cost more than a request's gRPC round trip)")
     p.add_argument("--live-seconds", type=float, default=None, help="seconds of arrivals per live run (default 6, quick 2)")
     p.add_argument("--live-slack-ms", type=float, default=50.0, help="live deadline slack (default 50 ms)")
     p.add_argument("--live-delta", type=float, default=0.03, help="floor spread of the live workloads")
@@ -390,14 +392,16 @@ def run_live(args, out: Path, quick: bool, say=print) -> dict:
     from mosel.simulator import simulate
     from mosel.stack import Stack, bring_up
 
-    home = Path(args.live_home) if args.live_home else mosel_home() / "bench-paper-live"
+    size = args.live_size or ("tiny" if quick else "large")
+    # one home per size: a home keeps the checkpoint it trained first
+    home = Path(args.live_home) if args.live_home else mosel_home() / f"bench-paper-live-{size}"
     home.mkdir(parents=True, exist_ok=True)
     seconds = args.live_seconds or (2.0 if quick else 6.0)
     factors = tuple(args.live_factors or (QUICK_LIVE_FACTORS if quick else LIVE_FACTORS))
     stack = Stack(home=home, model="av-digits", policy=POLICIES[0])
     t_up = time.perf_counter()
-    bring_up(stack, size=args.live_size, progress=False, say=lambda m: say("      " + m))
-    live: dict = {"home": str(home), "size": args.live_size, "seconds_per_run": seconds, "slack_ms": args.live_slack_ms,
+    bring_up(stack, size=size, progress=False, say=lambda m: say("      " + m))
+    live: dict = {"home": str(home), "size": size, "seconds_per_run": seconds, "slack_ms": args.live_slack_ms,
                   "delta": args.live_delta, "rate_factors": list(factors), "runs": {p: [] for p in POLICIES},
                   "replay": {}, "replay_tolerance": REPLAY_TOLERANCE, "calibration": {}}
     try:
@@ -807,7 +811,7 @@ def run(args: argparse.Namespace) -> int:
                        "jobs_per_run": n_jobs, "noise": args.noise, "slack_ms": slack_ms,
                        "trace_slack_ms": trace_slack_ms, "slack_rule": slack_rule, "seed": args.seed, "miss_target": MISS_TARGET,
                        "max_round_items": 32, "accuracies": dict(paper.ACCURACIES),
-                       "live_size": args.live_size, "live_slack_ms": args.live_slack_ms,
+                       "live_size": args.live_size or ("tiny" if args.quick else "large"), "live_slack_ms": args.live_slack_ms,
                        "live_delta": args.live_delta, "replay_factor": args.replay_factor},
         "tvlt": prof.to_dict(), "simulation": sim, "headline": hl, "headline_text": headline_text(hl),
     }

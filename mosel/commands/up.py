@@ -20,11 +20,12 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def add_stack_flags(p) -> None:
+def add_stack_flags(p, default_size: str | None = None) -> None:
     p.add_argument("--model", default="av-digits", help="model to serve (default av-digits)")
     p.add_argument("--policy", default="agnostic", choices=sorted(POLICIES), help="scheduling policy")
     p.add_argument("--device", default="cpu", help="torch device for the encoders (default cpu)")
-    p.add_argument("--size", default=None, help="model size to train if no checkpoint exists (default: default)")
+    p.add_argument("--size", default=default_size,
+                   help=f"model size to train if no checkpoint exists (default: {default_size or 'default'})")
 
 
 def run(args) -> int:
