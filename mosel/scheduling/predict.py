@@ -229,8 +229,7 @@ class Predictor:
     """
 
     def __init__(self, cost: CostModel, max_round_items: int = 32, *, unit_s: float = 1e-3, depth: int = 1,
-                 ewma: float = 0.2,
-                 correction_bounds: tuple[float, float] = (0.5, 4.0)):
+                 ewma: float = 0.2, correction_bounds: tuple[float, float] = (0.5, 4.0)):
         if max_round_items < 1:
             raise ValueError(f"max_round_items must be >= 1, got {max_round_items}")
         if depth < 1:

@@ -312,16 +312,17 @@ class Dispatcher:
         finally:
             self._round_done(rnd, started)
 
-    def _round_done(self, rnd: _Round | None, finishing_started: float) -> None:
+    def _round_done(self, rnd: _Round, finishing_started: float) -> None:
+        """Report the round (every committed round once, a failed one without a time) and
+        free its pipeline slot."""
         with self._cond:
             now = time.monotonic()
+            took = now - finishing_started if rnd.error is None else None
             round_finished = getattr(self.policy, "round_finished", None)
-            if rnd is not None:  # every committed round is reported once, failed ones without a time
-                took = now - finishing_started if rnd.error is None else None
-                if round_finished:
-                    round_finished(rnd.ticket, now, took)
-                if rnd.measure is not None:
-                    rnd.measure.predictor.round_finished(rnd.measure, now, took)
+            if round_finished:
+                round_finished(rnd.ticket, now, took)
+            if rnd.measure is not None:
+                rnd.measure.predictor.round_finished(rnd.measure, now, took)
             self._in_flight -= 1
             self._cond.notify_all()
 
