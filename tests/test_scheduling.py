@@ -13,7 +13,7 @@ import pytest
 from mosel import paper
 from mosel.errors import DeadlineExceeded
 from mosel.costs import LateFusionCost
-from mosel.scheduling.predict import LinearFit, Predictor, form_rounds, lane_groups, round_latency
+from mosel.scheduling.predict import NOMINAL_ANSWER_S, LinearFit, Predictor, form_rounds, lane_groups, round_latency
 from mosel.scheduling.reassign import Option, reassign
 from mosel.scheduling.policies import AggressivePolicy, MoselPolicy
 from mosel.selection.policies import POLICIES, make_policy
@@ -53,20 +53,21 @@ def test_prediction_edf_rounds_and_backlog(model):
     splits = [tuple(x * n for x in full) for n in sizes]
     finish = p.finish_times(sizes, splits, now=1.0)
     assert finish == sorted(finish)  # EDF order: never earlier than a job ahead
-    r1 = round_latency(cost, [30, 0, 0]) * 1e-3  # jobs 0 and 1 share round 1
-    r2 = round_latency(cost, [6, 0, 0]) * 1e-3
-    assert finish[0] == finish[1] == pytest.approx(1.0 + r1)
-    assert finish[2] == finish[3] == pytest.approx(1.0 + r1 + r2)
+    # jobs 0 and 1 share round 1; each round's finishing step answers its requests
+    r1, a1 = round_latency(cost, [30, 0, 0]) * 1e-3, 30 * NOMINAL_ANSWER_S
+    r2, a2 = round_latency(cost, [6, 0, 0]) * 1e-3, 6 * NOMINAL_ANSWER_S
+    assert finish[0] == finish[1] == pytest.approx(1.0 + r1 + a1)
+    assert finish[2] == finish[3] == pytest.approx(1.0 + r1 + a1 + r2 + a2)  # strict rounds (depth 1)
     # a batch in flight on the lane delays everything; the lane's fit scales the queued rounds
     p.lane_free[0] = 1.5
     p.lane_fits[0].scale = 2.0
     f2 = p.finish_times(sizes, splits, now=1.0)
-    assert f2[0] == pytest.approx(1.5 + 2 * r1)
+    assert f2[0] == pytest.approx(1.5 + 2 * r1 + a1)
     # a learned per-batch overhead is added to every queued round
     p.lane_fits[0].overhead_s = 0.01
     f3 = p.finish_times(sizes, splits, now=1.0)
-    assert f3[0] == pytest.approx(1.5 + 2 * r1 + 0.01)
-    assert f3[2] == pytest.approx(1.5 + 2 * (r1 + r2) + 0.02)
+    assert f3[0] == pytest.approx(1.5 + 2 * r1 + 0.01 + a1)
+    assert f3[2] == pytest.approx(1.5 + 2 * (r1 + r2) + 0.02 + a1 + a2)
 
 
 def test_linear_fit_learns_fixed_overhead_and_scale():
@@ -107,15 +108,16 @@ def test_per_encoder_lanes_pipeline_rounds():
     sizes, splits = [4, 4], [tuple(4 * x for x in av), tuple(4 * x for x in a)]
     f = p.finish_times(sizes, splits, now=0.0)
     video4, audio4 = (4.0 + 2.0) * 1e-3, (1.0 + 0.4) * 1e-3
-    assert f[0] == pytest.approx(video4 + 0.5e-3)  # max(audio, video) + head
-    assert f[1] == pytest.approx(2 * audio4 + 0.5e-3)  # audio lane only, behind round 1's audio
+    done = 0.5e-3 + 4 * NOMINAL_ANSWER_S  # finishing step: head, then 4 answers
+    assert f[0] == pytest.approx(video4 + done)  # max(audio, video) + finishing
+    assert f[1] == pytest.approx(2 * audio4 + done)  # audio lane only, behind round 1's audio
     assert f[1] < f[0]
     strict = Predictor(cost, max_round_items=4, depth=1).finish_times(sizes, splits, now=0.0)
-    assert strict[1] == pytest.approx(f[0] + audio4 + 0.5e-3)  # depth 1 waits for round 1
+    assert strict[1] == pytest.approx(f[0] + audio4 + done)  # depth 1 waits for round 1
     shared = Predictor(_late_fusion("shared", head=[0.0] + [0.5] * 32), max_round_items=4, depth=2)
     g = shared.finish_times(sizes, splits, now=0.0)
-    assert g[0] == pytest.approx(video4 + audio4 + 0.5e-3)
-    assert g[1] == pytest.approx(video4 + 2 * audio4 + 0.5e-3)
+    assert g[0] == pytest.approx(video4 + audio4 + done)
+    assert g[1] == pytest.approx(video4 + 2 * audio4 + done)
 
 
 def test_backlog_moves_with_measured_batches():
@@ -128,12 +130,12 @@ def test_backlog_moves_with_measured_batches():
     # round 1's video batch ran 3 ms longer than predicted: round 2's video moves with it
     p.lane_finished(t1, 1, now=9.0e-3, measured_s=9.0e-3)
     assert p.lane_free[1] == pytest.approx(15.0e-3)
-    assert t2.finish == pytest.approx(15.0e-3)
+    assert t2.finish == pytest.approx(15.0e-3 + 4 * NOMINAL_ANSWER_S)  # then its finishing step
     assert p.lane_fits[1].samples == 1
     p.lane_finished(t1, 0, now=1.4e-3, measured_s=1.4e-3)
     p.round_finished(t1, now=9.5e-3, finishing_s=0.5e-3)
     assert p.in_flight == [t2]
-    assert p.head_fit(0.0) == pytest.approx(0.5e-3)  # no head profile: the finishing step is overhead
+    assert p.head_fit(4 * NOMINAL_ANSWER_S) == pytest.approx(0.5e-3)  # the finishing step, as measured
     # a failed or skipped batch frees its lane without teaching the fit anything
     p.lane_finished(t2, 0, now=10.0e-3, measured_s=None)
     assert p.lane_fits[0].samples == 1 and p.lane_free[0] == pytest.approx(10.0e-3)
@@ -430,9 +432,10 @@ def test_mosel_plan_matches_reference_on_bench_queues(model):
 
 @pytest.mark.parametrize("name", ["agnostic", "mosel"])
 def test_simulator_round_overhead_and_scale(model, name):
-    # one job alone: its JCT is exactly one round, scale * profiled + overhead
+    # one job alone: its JCT is exactly one round, scale * profiled + overhead (profiled:
+    # the model's latency, then the finishing step's nominal answer cost per request)
     size = 5
-    profiled_s = model.profiles.cost.latency({FULL: size}) * 1e-3
+    profiled_s = model.profiles.cost.latency({FULL: size}) * 1e-3 + size * NOMINAL_ANSWER_S
     specs = [S.SimJob(arrival=0.25, size=size, min_accuracy=paper.ACCURACIES[FULL], deadline=1e6, id="one")]
     base = S.simulate(specs, make_policy(name), model).outcomes[0]
     assert base.status == "served" and base.configurations == [FULL] * size
@@ -452,7 +455,7 @@ def test_simulator_round_overhead_and_scale(model, name):
 def test_simulator_overhead_delays_queue(model):
     # two single-request jobs at t=0: the second waits for the first round, so with overhead h
     # and scale s it finishes after two rounds of (s * L(1) + h) each (rounds hold one job here)
-    one_s = model.profiles.cost.latency({FULL: 1}) * 1e-3
+    one_s = model.profiles.cost.latency({FULL: 1}) * 1e-3 + NOMINAL_ANSWER_S
     specs = [S.SimJob(0.0, 1, 0.0, 1e6, id="a"), S.SimJob(0.0, 1, 0.0, 1e6, id="b")]
     res = S.simulate(specs, make_policy("agnostic"), model, max_round_items=1, round_overhead_s=0.01, scale=2.0)
     fin = sorted(o.finish for o in res.outcomes)
@@ -537,9 +540,10 @@ def test_simulated_transit_and_per_lane_costs():
     o = S.simulate(spec, make_policy("agnostic"), model, lane_costs=costs, finish_cost=S.StepCost(0.0005),
                    transit_s=0.004).outcomes[0]
     audio, video = (1.0 + 0.2) * 1e-3, (4.0 + 1.0) * 1e-3
-    assert base.finish == pytest.approx(1.0 + max(audio, video) + 0.2e-3)
+    done = 0.2e-3 + 2 * NOMINAL_ANSWER_S  # finishing step: head and two answers
+    assert base.finish == pytest.approx(1.0 + max(audio, video) + done)
     assert o.started == pytest.approx(1.002)  # reached the service after half its transit
-    assert o.finish == pytest.approx(1.002 + max(0.002 + audio, 0.001 + 2 * video) + 0.5e-3 + 0.2e-3 + 0.002)
+    assert o.finish == pytest.approx(1.002 + max(0.002 + audio, 0.001 + 2 * video) + 0.5e-3 + done + 0.002)
     with pytest.raises(ValueError, match="lanes"):
         S.simulate(spec, make_policy("agnostic"), model, lane_costs=costs[:1])
     with pytest.raises(ValueError):

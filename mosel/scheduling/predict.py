@@ -14,7 +14,8 @@ encoder work that runs one batch at a time (`lane_groups`):
 - JointCost (and any other cost model): one lane for the whole model.
 A lane batch costs the profiled latency of its per-encoder loads (a batch past the
 profiled max_batch is costed as ceil(n / B) batches: q * L(B) + L(r)); when every lane of a
-round is done, the fusion head runs (the head profile, if any) and the round is answered.
+round is done, the finishing step runs the fusion head (the head profile, if any) and
+answers every request (NOMINAL_ANSWER_S each, before correction).
 Up to `depth` rounds are in flight at once (the dispatcher's pipeline depth): the next
 round is committed when one finishes. Depth 1 with one lane is the paper's strict
 round-after-round schedule.
@@ -57,6 +58,9 @@ from mosel.costs import CostModel, JointCost, LateFusionCost
 # Rounds in flight at once in a serving dispatcher unless told otherwise (--pipeline-depth);
 # tuning replays use it too, so tuned thresholds fit the pipeline they will run in.
 DEFAULT_PIPELINE_DEPTH = 2
+# Nominal cost of answering one request (building and handing over its response), the
+# finishing step's per-request term; the finishing fit learns the real scale.
+NOMINAL_ANSWER_S = 1e-4
 # Lateness of rounds against their prediction: the quantile plans keep in hand, over the
 # last LATENESS_WINDOW rounds.
 LATENESS_QUANTILE = 0.9
@@ -273,20 +277,24 @@ class Predictor:
         return tuple(counts)
 
     def lane_work(self, combined: tuple[int, ...]) -> tuple[float, ...]:
-        """Profiled seconds per lane, then of the finishing step (head), of a round whose
-        combined split is `combined` (memoised)."""
+        """Profiled seconds per lane, then of the finishing step (head profile plus the
+        nominal answer cost per request), of a round whose combined split is `combined`
+        (memoised)."""
         work = self._work.get(combined)
         if work is not None:
             return work
         cost, unit = self.cost, self.unit_s
+        items = sum(combined)
         if isinstance(cost, LateFusionCost):
             loads = _encoder_loads(cost, combined)
             lanes = [sum(_table_at(cost.encoder_latency[cost.modalities[m]], loads[m]) for m in encoders) * unit
                      for encoders in self._lane_encoders]
-            head = _table_at(cost.head_latency, sum(combined)) * unit if cost.head_latency is not None else 0.0
+            head = _table_at(cost.head_latency, items) * unit if cost.head_latency is not None else 0.0
         else:
             lanes, head = [round_latency(cost, combined) * unit], 0.0
-        work = (*lanes, head)
+        # the finishing step also builds and sends an answer per request, which no profile
+        # times: a nominal per-request cost the finishing fit scales
+        work = (*lanes, head + items * NOMINAL_ANSWER_S)
         if len(self._work) >= 65536:
             self._work.clear()
         self._work[combined] = work
