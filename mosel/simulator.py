@@ -14,8 +14,8 @@ formation as mosel.selection.dispatcher, against a cost model instead of encoder
   one per encoder for late fusion on separate devices, else one); a lane runs its batches
   one at a time, each taking `scale * profiled + batch_overhead_s` seconds; when all of a
   round's batches are done its finishing step (fusion head and answers, one round at a
-  time) takes `scale * profiled head + round_overhead_s`; every duration is multiplied by
-  an optional noise factor exp(N(log(bias), noise)). All jobs of a round finish when it is
+  time) takes `scale * (profiled head + NOMINAL_ANSWER_S per request) + round_overhead_s`;
+  every duration is multiplied by an optional noise factor exp(N(log(bias), noise)). All jobs of a round finish when it is
   answered ("served" when by their deadline, else "late"). Policies with the hooks get
   `round_started` / `lane_finished` / `round_finished` as the live dispatcher calls them.
 
@@ -24,8 +24,8 @@ formation as mosel.selection.dispatcher, against a cost model instead of encoder
 and the fixed costs a compute profile cannot see (gRPC calls to the encoders,
 (de)serialisation, Python dispatch). Defaults 1, 0 and 0 model profiled compute only;
 mosel.bench.paper calibrates them against a live stack. With one lane and depth 1 a round
-takes `scale * round_latency + batch_overhead_s + round_overhead_s`, the paper's strict
-round-after-round schedule.
+takes `scale * (round_latency + answers) + batch_overhead_s + round_overhead_s`, the paper's
+strict round-after-round schedule.
 
 Every job gets exactly one outcome. Jobs are mosel.selection.jobs.Job / Item objects whose
 `model` is a `SimModel` exposing what policies use (name, configurations,
