@@ -73,7 +73,10 @@ class RunningServer:
         log.info("stopped")
 
     def wait(self) -> None:
-        self._stopped.wait()
+        # Wake up now and then: a signal the kernel hands to one of gRPC's threads only sets
+        # a flag, and Python runs the handler when the main thread next runs bytecode.
+        while not self._stopped.wait(0.25):
+            pass
 
 
 def start_server(
