@@ -20,9 +20,10 @@ floors above the best reachable accuracy).
 `AggressivePolicy`: every job at its cheapest option.
 
 `MoselPolicy.plan`: predict (mosel.scheduling.predict: rounds on per-encoder lanes) with
-every job at its most accurate option; if no job is predicted to finish after now + m * (deadline - now),
-run everything at full accuracy (m = budget_margin, or budget_margin * (1 -
-upgrade_hysteresis) while some queued job is still degraded, so plans do not flap).
+every job at its most accurate option; if no job is predicted to finish after
+now + m * (deadline - now), run everything at full accuracy (m = budget_margin, or
+budget_margin * (1 - upgrade_hysteresis) while some queued job is still degraded, so plans
+do not flap).
 Otherwise: (1) jobs predicted to miss their deadline even with everyone at the cheapest
 option are put in `self.drops` (the dispatcher should fail them with DEADLINE_EXCEEDED
 without starting them; they are given their cheapest option meanwhile); (2) the jobs up to
@@ -36,8 +37,9 @@ Jobs after the window run at full accuracy (re-planned next round).
 `MoselPolicy.admit`: refuses (DeadlineExceeded) a job predicted to finish after its
 deadline even with itself and every queued job at the cheapest option.
 
-Both plan against `deadline - reply_margin_s`: the answer still has to travel back to the
-client after the service is done with it.
+Both judge against `deadline - reply_margin_s` (the answer still has to travel back to the
+client after the service is done with it); when `plan` decides whether and how far to
+degrade, it also keeps the predictor's measured lateness (`Predictor.lateness_s`) in hand.
 
 Feedback hooks for the dispatcher (and the simulator, which calls them the same way):
 `round_started(jobs, now)` commits a round to the predictor's lanes and returns its ticket
