@@ -187,7 +187,7 @@ def live_sustained_text(sustained: dict) -> str:
             parts.append(f"{name}: {p['goodput_rps']:.0f} req/s good at x{p['rate_factor']:g} (miss "
                          f"{p['miss_rate']:.1%}, mean/p99 JCT {p['mean_jct_ms']:.1f}/{p['p99_jct_ms']:.1f} ms, "
                          f"accuracy {p['measured_accuracy']:.4f})")
-    return "highest live load with <= 1% misses: " + "; ".join(parts)
+    return f"highest live load with <= {MISS_TARGET:.0%} misses: " + "; ".join(parts)
 
 
 def _at(points: list[dict], factor: float) -> dict | None:
