@@ -46,6 +46,10 @@ def test_study_name_is_deterministic_and_distinguishes_its_inputs():
     others = {T.study_name("paper", "paper", TWO, 1), T.study_name("av-digits", "paper", TWO, 0),
               T.study_name("paper", "paper:rate=50", TWO, 0), T.study_name("paper", "paper", TWO + ("p99",), 0)}
     assert a not in others and len(others) == 4
+    # replays at another pipeline depth than the service default are another study
+    assert T.TuneConfig(model="paper", workload="paper:delta=17", seed=0, pipeline_depth=1).study_name == a + "-depth1"
+    with pytest.raises(ValueError):
+        T.TuneConfig(pipeline_depth=0)
     with pytest.raises(ValueError):
         T.WorkloadSpec.parse("paper:rate=fast")
     with pytest.raises(ValueError):
