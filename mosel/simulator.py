@@ -47,6 +47,7 @@ from typing import Mapping, Sequence
 from mosel.errors import MoselError
 from mosel.scheduling.predict import Predictor
 from mosel.selection.jobs import Item, Job
+from mosel.selection.policies import bind_pipeline_depth
 
 STATUSES = ("served", "late", "expired", "dropped", "refused")
 
@@ -176,19 +177,14 @@ def simulate(specs: Sequence[SimJob], policy, model: SimModel, *, max_round_item
     `round_overhead_s` / `noise`; `transit_s` is the client's share of a live job (the way
     to the service and back), half of it before the service sees the job, half after it
     answers: it counts in the JCT and against the deadline."""
-    if not (math.isfinite(round_overhead_s) and round_overhead_s >= 0.0):
-        raise ValueError(f"round_overhead_s must be finite and >= 0, got {round_overhead_s}")
-    if not (math.isfinite(batch_overhead_s) and batch_overhead_s >= 0.0):
-        raise ValueError(f"batch_overhead_s must be finite and >= 0, got {batch_overhead_s}")
-    if not (math.isfinite(scale) and scale > 0.0):
-        raise ValueError(f"scale must be finite and > 0, got {scale}")
+    # the uniform costs, validated by StepCost whether or not they are overridden
+    uniform_lane = StepCost(batch_overhead_s, scale, noise)
+    uniform_finish = StepCost(round_overhead_s, scale, noise)
     if pipeline_depth < 1:
         raise ValueError(f"pipeline_depth must be >= 1, got {pipeline_depth}")
     if not (math.isfinite(transit_s) and transit_s >= 0.0):
         raise ValueError(f"transit_s must be finite and >= 0, got {transit_s}")
-    configure = getattr(policy, "configure", None)
-    if configure is not None and hasattr(policy, "pipeline_depth"):
-        configure(pipeline_depth=pipeline_depth)  # the policy predicts the pipeline it runs in
+    bind_pipeline_depth(policy, pipeline_depth)
     way_in = way_out = transit_s / 2
     rng = random.Random(seed)
     order = sorted(range(len(specs)), key=lambda i: (specs[i].arrival, i))
@@ -202,11 +198,11 @@ def simulate(specs: Sequence[SimJob], policy, model: SimModel, *, max_round_item
     truth = Predictor(cost, max_round_items, unit_s=unit_s)
     n_lanes = len(truth.lanes)
     if lane_costs is None:
-        lane_costs = [StepCost(batch_overhead_s, scale, noise)] * n_lanes
+        lane_costs = [uniform_lane] * n_lanes
     elif len(lane_costs) != n_lanes:
         raise ValueError(f"lane_costs: {len(lane_costs)} given, the cost model has {n_lanes} lanes {truth.lanes}")
     if finish_cost is None:
-        finish_cost = StepCost(round_overhead_s, scale, noise)
+        finish_cost = uniform_finish
     heap: list[tuple[tuple, int, Job]] = []
     events: list[tuple[float, int, str, object]] = []  # (time, tie-break, kind, payload)
     tie = itertools.count()

@@ -320,7 +320,6 @@ def calibrate_from_service(client, model, samples, workload, budget_ms_of) -> di
     (GetStats, fitted over its recent batches) and its pipeline depth; the client's share of
     a job (transit) is the median of client JCT minus the service's own time per job."""
     from mosel.loadgen import run_open_loop
-    from mosel.simulator import StepCost
 
     r = run_open_loop(client.stub, model.name, samples, workload, budget_ms_of, progress=False, job_prefix="cal")
     stats = client.stats(model.name)
@@ -333,14 +332,14 @@ def calibrate_from_service(client, model, samples, workload, budget_ms_of) -> di
     gaps = [j.latency_ms - j.server_ms for j in r.jobs if j.ok and j.server_ms == j.server_ms]
     transit_ms = statistics.median(gaps) if gaps else 0.0
     return {"lanes": lanes, "finishing": finishing, "pipeline_depth": stats.pipeline_depth,
-            "transit_ms": max(0.0, transit_ms), "jobs": len(r.jobs), "summary": r.summary(),
-            "lane_costs": [StepCost(x["overhead_ms"] * 1e-3, x["scale"], x["noise"]) for x in lanes],
-            "finish_cost": StepCost(f.overhead_ms * 1e-3, f.scale, f.noise)}
+            "transit_ms": max(0.0, transit_ms), "jobs": len(r.jobs), "summary": r.summary()}
 
 
-def calibration_for_report(cal: dict) -> dict:
-    """The JSON-able part of a calibration."""
-    return {k: v for k, v in cal.items() if k not in ("lane_costs", "finish_cost")}
+def step_cost(fit: dict):
+    """A measured cost as reported (calibrate_from_service) -> the simulator's StepCost."""
+    from mosel.simulator import StepCost
+
+    return StepCost(fit["overhead_ms"] * 1e-3, fit["scale"], fit["noise"])
 
 
 def replay_compare(live_summary: dict, sim_summary) -> dict:
@@ -449,7 +448,6 @@ def run_live(args, out: Path, quick: bool, say=print) -> dict:
         f_cal = min(factors, key=lambda x: abs(x - args.replay_factor))
         cal_file = W.poisson(f_cal * cap, seconds, args.live_delta, best, args.seed + CALIBRATION_SEED_OFFSET,
                              slack_ms=args.live_slack_ms).save(wdir / f"live-calibration-x{f_cal:g}.json")
-        calibrations = {}
         traces = {}
         for name in POLICIES:
             if name != "agnostic" or "selection" not in stack.services:
@@ -463,8 +461,7 @@ def run_live(args, out: Path, quick: bool, say=print) -> dict:
             t_cal = time.perf_counter()
             cal = calibrate_from_service(client, model, samples, W.Workload.load(cal_file), budget)
             cal["wall_s"] = time.perf_counter() - t_cal
-            calibrations[name] = cal
-            live["calibration"][name] = calibration_for_report(cal)
+            live["calibration"][name] = cal
             lanes = ", ".join(f"{x['name']} {x['overhead_ms']:.2f} ms + {x['scale']:.2f}x" for x in cal["lanes"])
             say(f"      calibration {name:>10}: lanes {lanes}; finishing {cal['finishing']['overhead_ms']:.2f} ms; "
                 f"transit {cal['transit_ms']:.2f} ms; depth {cal['pipeline_depth']} ({cal['jobs']} jobs, "
@@ -490,11 +487,12 @@ def run_live(args, out: Path, quick: bool, say=print) -> dict:
         specs = W.to_sim_jobs(wl, model)
         for name in POLICIES:
             lv = next(s for s in live["runs"][name] if s["rate_factor"] == f)
-            cal = calibrations[name]
+            cal = live["calibration"][name]
             depth = cal["pipeline_depth"]
             raw = simulate(specs, make_policy(name), model, seed=args.seed, pipeline_depth=depth).summary
             calibrated = simulate(specs, make_policy(name), model, seed=args.seed, pipeline_depth=depth,
-                                  lane_costs=cal["lane_costs"], finish_cost=cal["finish_cost"],
+                                  lane_costs=[step_cost(x) for x in cal["lanes"]],
+                                  finish_cost=step_cost(cal["finishing"]),
                                   transit_s=cal["transit_ms"] * 1e-3).summary
             row = replay_compare(lv, calibrated)
             row.update(rate_factor=f, live_expected_accuracy=lv["expected_accuracy"], pipeline_depth=depth,

@@ -36,7 +36,7 @@ from mosel.scheduling.predict import Predictor, lane_groups
 from mosel.selection.encoders import EncoderPool
 from mosel.selection.jobs import Job
 from mosel.selection.models import ServedModel
-from mosel.selection.policies import Policy, apply_thresholds, full_configuration
+from mosel.selection.policies import Policy, apply_thresholds, bind_pipeline_depth, full_configuration
 from mosel.selection.stats import ServingStats
 from mosel.v1 import selection_pb2
 
@@ -80,8 +80,8 @@ class Dispatcher:
         # the paper does); never past the earliest queued deadline.
         self.max_wait_s = max_wait_s
         self.pipeline_depth = int(pipeline_depth)
-        if hasattr(policy, "pipeline_depth"):
-            policy.configure(pipeline_depth=self.pipeline_depth)  # it predicts the pipeline it runs in
+        bind_pipeline_depth(policy, self.pipeline_depth)
+        self._slots = {m: i for i, m in enumerate(model.pack.modality_names)}  # modality -> fusion input slot
         self.tuning_version = 0  # tuning record in force (0 = code defaults)
         self._heap: list[tuple[tuple, Job]] = []
         self._queued_items = 0
@@ -260,7 +260,7 @@ class Dispatcher:
                 if not live:  # every job expired while the batch waited: never start it
                     raise DeadlineExceeded("deadline passed while waiting for the encoder; work not started")
                 timeout = max(job.remaining_s(started) for job in live) - DOWNSTREAM_MARGIN_S
-                slots = {m: i for i, m in enumerate(self.model.pack.modality_names)}
+                slots = self._slots
                 calls = {}
                 for modality, positions in batches.items():
                     tensors = [rnd.flat[i][1].inputs[modality] for i in positions]

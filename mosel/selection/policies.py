@@ -61,6 +61,13 @@ def apply_thresholds(policy: Policy, thresholds: dict[str, float]) -> dict[str, 
     return applied
 
 
+def bind_pipeline_depth(policy: Policy, depth: int) -> None:
+    """Tell a predicting policy how many rounds its dispatcher (or simulator) keeps in
+    flight, so it predicts the pipeline it runs in."""
+    if hasattr(policy, "pipeline_depth"):
+        policy.configure(pipeline_depth=depth)
+
+
 def make_policy(name: str, **kwargs) -> Policy:
     try:
         return POLICIES[name](**kwargs)
