@@ -87,7 +87,8 @@ def _latest_or_none(fetch, *args):
 def publish(client, model: str, home: Path, size: str | None = None, progress: bool = True) -> dict:
     """Train/evaluate as needed and make the store hold this checkpoint's manifest and accuracy.
 
-    Returns {"manifest": version, "accuracy": version, "checkpoint_sha256": ...}."""
+    Returns {"manifest": version, "accuracy": version, "checkpoint_sha256": ..., "size": preset
+    of the checkpoint served}."""
     manifest = ensure_trained(model, home, size=size, progress=progress)
     sha = checkpoint_sha256(manifest)
     stored = _latest_or_none(client.get_model, model)
@@ -104,4 +105,5 @@ def publish(client, model: str, home: Path, size: str | None = None, progress: b
         log.info("stored %s accuracy profile v%d", model, accuracy_version)
     else:
         accuracy_version = accuracy.ref.version
-    return {"manifest": manifest_version, "accuracy": accuracy_version, "checkpoint_sha256": sha}
+    return {"manifest": manifest_version, "accuracy": accuracy_version, "checkpoint_sha256": sha,
+            "size": manifest.get("size", {}).get("preset", "")}

@@ -193,7 +193,12 @@ def bring_up(stack: Stack, size: str | None = None, progress: bool = True, say=p
         client.wait_ready(30.0)
         say(f"[2/3] model {stack.model}: checkpoint, accuracy profile ...")
         versions = publish(client, stack.model, stack.home, size=size, progress=progress)
-        say(f"      manifest v{versions['manifest']}, accuracy profile v{versions['accuracy']}")
+        say(f"      manifest v{versions['manifest']}, accuracy profile v{versions['accuracy']}, "
+            f"size preset {versions['size'] or '?'}")
+        if size and versions["size"] and size != versions["size"]:
+            # a home keeps the checkpoint it has: say so rather than serve another size silently
+            say(f"      (serving the existing {versions['size']} checkpoint in {stack.home}; "
+                f"`mosel train --model {stack.model} --size {size}` replaces it)")
         if ensure_matrix:
             _ensure_matrix(client, stack, progress, say)
     except Exception:

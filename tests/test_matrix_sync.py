@@ -55,6 +55,7 @@ def test_selection_loads_the_matrix_at_start_and_follows_new_versions(store, pub
     first = solve_from_store(store, MODEL)
     assert first.ref.variant == "fp32" and first.latency.ref.version == latency_ref.version
     assert first.accuracy.ref.version == versions["accuracy"]
+    assert versions["size"] == "tiny"  # the preset of the checkpoint actually served
     stored = store.get_strategy_matrix(MODEL)
     assert stored.ref.version == first.ref.version and stored.latency_profile_version == latency_ref.version
     assert matrix_from_proto(stored) == first.matrix
