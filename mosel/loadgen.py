@@ -116,6 +116,7 @@ class JobRecord:
     expected_accuracy: float = float("nan")  # job's size-weighted expected accuracy (server's)
     degraded: bool = False
     server_ms: float = float("nan")  # the service's own time for the job (receipt to answer)
+    detail: str = ""  # the error's message, when code is not "OK"
 
     @property
     def latency_ms(self) -> float:
@@ -143,7 +144,7 @@ class JobRecord:
                 "budget_ms": self.budget_ms, "scheduled_s": self.scheduled_s, "sent_s": self.sent_s,
                 "done_s": self.done_s, "code": self.code, "served": self.served, "correct": self.correct,
                 "configurations": list(self.configurations), "expected_accuracy": self.expected_accuracy,
-                "degraded": self.degraded, "server_ms": self.server_ms}
+                "degraded": self.degraded, "server_ms": self.server_ms, "detail": self.detail}
 
 
 @dataclass
@@ -237,8 +238,10 @@ def run_open_loop(stub, model: str, samples: list, workload, budget_ms_of, *, gr
         except grpc.RpcError as exc:
             code = exc.code()
             rec.code = code.name if code is not None else "UNKNOWN"
+            rec.detail = exc.details() or ""
         except Exception as exc:  # cancelled futures and the like
             rec.code = type(exc).__name__
+            rec.detail = str(exc)
         else:
             rec.code = "OK"
             rec.served = len(response.results)

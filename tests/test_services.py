@@ -205,3 +205,22 @@ def test_sigterm_drains_in_flight_requests(stack, samples):
     finally:
         if svc.proc.poll() is None:
             svc.proc.kill()
+
+
+def test_mosel_service_reports_the_headroom_its_misses_asked_for(stack, client, samples):
+    address = stack.start_selection("selection_mosel", "mosel")
+    try:
+        with MoselClient(address, timeout_s=30) as mosel:
+            mosel.wait_ready()
+            assert mosel.stats(MODEL).planning_headroom_ms == 0.0
+            r = mosel.infer(MODEL, samples[0][0], budget_ms=10000)
+            assert r.policy == "mosel"
+            # 1 ms cannot be met even by the cheapest configuration: refused, and counted as a miss
+            code, details = _code(lambda: mosel.infer(MODEL, samples[0][0], budget_ms=1))
+            assert code == grpc.StatusCode.DEADLINE_EXCEEDED and "unreachable" in details
+            assert mosel.stats(MODEL).planning_headroom_ms == pytest.approx(2.0, rel=0.05)  # the default step
+    finally:
+        svc = stack.services.pop("selection_mosel")
+        svc.proc.send_signal(signal.SIGTERM)
+        assert svc.proc.wait(30) == 0
+    assert client.stats(MODEL).planning_headroom_ms == 0.0  # agnostic keeps none

@@ -39,7 +39,10 @@ deadline even with itself and every queued job at the cheapest option.
 
 Both judge against `deadline - reply_margin_s` (the answer still has to travel back to the
 client after the service is done with it); when `plan` decides whether and how far to
-degrade, it also keeps the predictor's measured lateness (`Predictor.lateness_s`) in hand.
+degrade, it also keeps in hand the predictor's measured lateness (`Predictor.lateness_s`)
+and the headroom of its miss feedback (mosel.scheduling.headroom): every job settled
+(round finished after its deadline less the reply margin, judged hopeless, refused as
+unreachable) moves that headroom towards the point where `miss_target` of the jobs miss.
 
 Feedback hooks for the dispatcher (and the simulator, which calls them the same way):
 `round_started(jobs, now)` commits a round to the predictor's lanes and returns its ticket
@@ -55,6 +58,8 @@ import time
 from typing import Sequence
 
 from mosel.errors import DeadlineExceeded
+from mosel.scheduling.headroom import (DEFAULT_HEADROOM_CAP_S, DEFAULT_HEADROOM_STEP_S, DEFAULT_MISS_TARGET,
+                                       MissFeedback)
 from mosel.scheduling.predict import Predictor, RoundTicket, round_latency
 from mosel.scheduling.reassign import Option, pareto, reassign
 from mosel.selection.jobs import Job
@@ -219,8 +224,13 @@ class MoselPolicy(_ProfiledPolicy):
 
     def __init__(self, budget_margin: float = 0.91, lookahead: int = 32, upgrade_hysteresis: float = 0.05,
                  time_cap_s: float = 0.005, max_round_items: int = 32, unit_s: float = 1e-3,
-                 pipeline_depth: int = 1, reply_margin_s: float = DEFAULT_REPLY_MARGIN_S):
+                 pipeline_depth: int = 1, reply_margin_s: float = DEFAULT_REPLY_MARGIN_S,
+                 miss_target: float = DEFAULT_MISS_TARGET, headroom_step_s: float = DEFAULT_HEADROOM_STEP_S,
+                 headroom_cap_s: float = DEFAULT_HEADROOM_CAP_S):
         super().__init__(max_round_items=max_round_items, unit_s=unit_s, pipeline_depth=pipeline_depth)
+        # Headroom from the misses themselves (mosel.scheduling.headroom); step 0 = off.
+        self.feedback = MissFeedback(miss_target, headroom_step_s, headroom_cap_s)
+        self._due: dict[int, list[float]] = {}  # per round ticket in flight: its jobs' deadlines
         if not 0.0 < budget_margin <= 1.0:
             raise ValueError(f"budget_margin must be in (0, 1], got {budget_margin}")
         if not reply_margin_s >= 0.0:
@@ -237,6 +247,27 @@ class MoselPolicy(_ProfiledPolicy):
         self._degraded: set[int] = set()
         self.last_exact = True
 
+    # the feedback's settings, configurable like the other thresholds
+    miss_target = property(lambda self: self.feedback.target,
+                           lambda self, v: setattr(self.feedback, "target", _check_target(v)))
+    headroom_step_s = property(lambda self: self.feedback.step_s,
+                               lambda self, v: setattr(self.feedback, "step_s", max(0.0, float(v))))
+    headroom_cap_s = property(lambda self: self.feedback.cap_s,
+                              lambda self, v: setattr(self.feedback, "cap_s", max(0.0, float(v))))
+
+    def round_started(self, jobs: Sequence[Job], now: float) -> RoundTicket | None:
+        ticket = super().round_started(jobs, now)
+        if ticket is not None:
+            self._due[id(ticket)] = [job.deadline - self.reply_margin_s for job in jobs]
+        return ticket
+
+    def round_finished(self, ticket: RoundTicket | None, now: float, finishing_s: float | None) -> None:
+        super().round_finished(ticket, now, finishing_s)
+        due = self._due.pop(id(ticket), None) if ticket is not None else None
+        if due:
+            late = sum(1 for d in due if now > d)
+            self.feedback.observe(now, late, len(due) - late)
+
     def admit(self, job: Job, queue: list[Job], now: float) -> None:
         if not self._ready(job.model):
             return
@@ -251,6 +282,7 @@ class MoselPolicy(_ProfiledPolicy):
         finish = p.finish_times(sizes[:k + 1 + self.max_round_items], splits[:k + 1 + self.max_round_items], now)
         if finish[k] > job.deadline - self.reply_margin_s:
             self.forget(job)
+            self.feedback.observe(now, 1)
             raise DeadlineExceeded(
                 f"deadline unreachable: predicted finish {1000 * (finish[k] - now):.1f} ms from now with the cheapest "
                 f"configurations, budget {1000 * (job.deadline - now):.1f} ms")
@@ -269,11 +301,12 @@ class MoselPolicy(_ProfiledPolicy):
         p = self.predictor
         opts, all_splits = self._cached(queue)
         sizes = [job.size for job in queue]
-        # Plans aim early by the answer's way back and by how late rounds have been running
-        # (the predictor's lateness); a job counts as hopeless only against its deadline
-        # less the way back.
+        # Plans aim early by the answer's way back, by how late rounds have been running
+        # (the predictor's lateness) and by the headroom recent misses asked for; a job
+        # counts as hopeless only against its deadline less the way back.
         due = [job.deadline - self.reply_margin_s for job in queue]
-        deadlines = [d - p.lateness_s for d in due]
+        keep = p.lateness_s + self.feedback.current(now)
+        deadlines = [d - keep for d in due]
         best_splits = [s[-1] for s in all_splits]
         margin = self.budget_margin
         if any(job.seq in self._degraded for job in queue):
@@ -288,6 +321,7 @@ class MoselPolicy(_ProfiledPolicy):
         hopeless = set(p.hopeless(sizes, cheap_splits, due, now))
         jobs = queue
         if hopeless:
+            self.feedback.observe(now, len(hopeless))
             for k in sorted(hopeless):
                 self._apply(queue[k], opts[k][0])
                 self.drops.append(queue[k])
@@ -349,6 +383,13 @@ class MoselPolicy(_ProfiledPolicy):
         for job, o in zip(jobs[n_win:], opts[n_win:]):
             self._apply(job, o[-1])
         self._degraded = degraded
+
+
+def _check_target(value) -> float:
+    value = float(value)
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"miss_target must be in (0, 1), got {value}")
+    return value
 
 
 def _index_of(options: Sequence[Option], option: Option) -> int:

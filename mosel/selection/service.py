@@ -163,6 +163,9 @@ class SelectionServicer(selection_pb2_grpc.SelectionServiceServicer):
         depth = sum(d.queue_depth() for d in chosen)
         stats = selection_pb2.Stats(queue_depth=depth, policy=self.policy,
                                     pipeline_depth=max(d.pipeline_depth for d in chosen), **snap)
+        feedback = [d.policy.feedback for d in chosen if getattr(d.policy, "feedback", None) is not None]
+        if feedback:
+            stats.planning_headroom_ms = 1000.0 * max(f.headroom_s for f in feedback)
         for d in chosen:
             costs = d.measured_costs()
             if costs is None:

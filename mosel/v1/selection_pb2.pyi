@@ -222,7 +222,7 @@ class StatsRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ...) -> None: ...
 
 class Stats(_message.Message):
-    __slots__ = ("requests_received", "requests_served", "errors", "requests_degraded", "served_by_configuration", "deadline_misses", "mean_expected_accuracy", "latency_p50_ms", "latency_p99_ms", "queue_depth", "uptime_s", "policy", "jobs_received", "jobs_served", "lanes", "finishing", "pipeline_depth")
+    __slots__ = ("requests_received", "requests_served", "errors", "requests_degraded", "served_by_configuration", "deadline_misses", "mean_expected_accuracy", "latency_p50_ms", "latency_p99_ms", "queue_depth", "uptime_s", "policy", "jobs_received", "jobs_served", "lanes", "finishing", "pipeline_depth", "planning_headroom_ms")
     class ErrorsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -254,6 +254,7 @@ class Stats(_message.Message):
     LANES_FIELD_NUMBER: _ClassVar[int]
     FINISHING_FIELD_NUMBER: _ClassVar[int]
     PIPELINE_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    PLANNING_HEADROOM_MS_FIELD_NUMBER: _ClassVar[int]
     requests_received: int
     requests_served: int
     errors: _containers.ScalarMap[str, int]
@@ -271,7 +272,8 @@ class Stats(_message.Message):
     lanes: _containers.RepeatedCompositeFieldContainer[LaneCost]
     finishing: LaneCost
     pipeline_depth: int
-    def __init__(self, requests_received: _Optional[int] = ..., requests_served: _Optional[int] = ..., errors: _Optional[_Mapping[str, int]] = ..., requests_degraded: _Optional[int] = ..., served_by_configuration: _Optional[_Mapping[str, int]] = ..., deadline_misses: _Optional[int] = ..., mean_expected_accuracy: _Optional[float] = ..., latency_p50_ms: _Optional[float] = ..., latency_p99_ms: _Optional[float] = ..., queue_depth: _Optional[int] = ..., uptime_s: _Optional[float] = ..., policy: _Optional[str] = ..., jobs_received: _Optional[int] = ..., jobs_served: _Optional[int] = ..., lanes: _Optional[_Iterable[_Union[LaneCost, _Mapping]]] = ..., finishing: _Optional[_Union[LaneCost, _Mapping]] = ..., pipeline_depth: _Optional[int] = ...) -> None: ...
+    planning_headroom_ms: float
+    def __init__(self, requests_received: _Optional[int] = ..., requests_served: _Optional[int] = ..., errors: _Optional[_Mapping[str, int]] = ..., requests_degraded: _Optional[int] = ..., served_by_configuration: _Optional[_Mapping[str, int]] = ..., deadline_misses: _Optional[int] = ..., mean_expected_accuracy: _Optional[float] = ..., latency_p50_ms: _Optional[float] = ..., latency_p99_ms: _Optional[float] = ..., queue_depth: _Optional[int] = ..., uptime_s: _Optional[float] = ..., policy: _Optional[str] = ..., jobs_received: _Optional[int] = ..., jobs_served: _Optional[int] = ..., lanes: _Optional[_Iterable[_Union[LaneCost, _Mapping]]] = ..., finishing: _Optional[_Union[LaneCost, _Mapping]] = ..., pipeline_depth: _Optional[int] = ..., planning_headroom_ms: _Optional[float] = ...) -> None: ...
 
 class LaneCost(_message.Message):
     __slots__ = ("name", "overhead_ms", "scale", "noise", "samples")

@@ -11,6 +11,7 @@ from mosel.packs.checkpoint import CheckpointError
 from mosel.selection.dispatcher import Dispatcher
 from mosel.selection.encoders import EncoderPool, parse_encoder_flags
 from mosel.selection.models import ServedModel
+from mosel.scheduling.headroom import DEFAULT_HEADROOM_STEP_S, DEFAULT_MISS_TARGET
 from mosel.scheduling.policies import DEFAULT_REPLY_MARGIN_S
 from mosel.scheduling.predict import DEFAULT_PIPELINE_DEPTH
 from mosel.selection.policies import POLICIES, make_policy
@@ -45,6 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reply-margin-ms", type=float, default=DEFAULT_REPLY_MARGIN_S * 1000.0,
                         help="mosel policy: plan to finish this long before each deadline, for the answer's "
                              f"way back to the client (default {DEFAULT_REPLY_MARGIN_S * 1000.0:g})")
+    parser.add_argument("--miss-target", type=float, default=DEFAULT_MISS_TARGET,
+                        help="mosel policy: fraction of jobs allowed to miss their deadline; while more miss, plans "
+                             f"keep more time in hand and degrade earlier (default {DEFAULT_MISS_TARGET:g})")
+    parser.add_argument("--headroom-step-ms", type=float, default=DEFAULT_HEADROOM_STEP_S * 1000.0,
+                        help="mosel policy: time in hand one missed job adds to the plans "
+                             f"(default {DEFAULT_HEADROOM_STEP_S * 1000.0:g}; 0 turns the miss feedback off)")
     parser.add_argument("--max-queue", type=int, default=4096, help="queued requests before RESOURCE_EXHAUSTED")
     parser.add_argument("--batch-wait-ms", type=float, default=0.0,
                         help="let a part-filled batch wait this long for more requests (default 0: send at once)")
@@ -59,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--pipeline-depth must be at least 1")
     if args.reply_margin_ms < 0:
         parser.error("--reply-margin-ms must not be negative")
+    if not 0.0 < args.miss_target < 1.0:
+        parser.error("--miss-target must be between 0 and 1 (exclusive)")
+    if args.headroom_step_ms < 0:
+        parser.error("--headroom-step-ms must not be negative")
     if args.max_job_size > args.max_round:
         parser.error("--max-job-size must not exceed --max-round (a job is never split across rounds)")
 
@@ -91,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     # Predicting policies must form rounds exactly as the dispatcher does.
     policy_options = {} if args.policy == "agnostic" else {"max_round_items": args.max_round}
     if args.policy == "mosel":
-        policy_options["reply_margin_s"] = args.reply_margin_ms / 1000.0
+        policy_options.update(reply_margin_s=args.reply_margin_ms / 1000.0, miss_target=args.miss_target,
+                              headroom_step_s=args.headroom_step_ms / 1000.0)
     dispatchers = {
         name: Dispatcher(model, pools[name], make_policy(args.policy, **policy_options), ServingStats(),
                          max_round_items=args.max_round, max_queue_items=args.max_queue,
