@@ -17,7 +17,8 @@ formation as mosel.selection.dispatcher, against a cost model instead of encoder
   time) takes `scale * (profiled head + NOMINAL_ANSWER_S per request) + round_overhead_s`;
   every duration is multiplied by an optional noise factor exp(N(log(bias), noise)). All jobs of a round finish when it is
   answered ("served" when by their deadline, else "late"). Policies with the hooks get
-  `round_started` / `lane_finished` / `round_finished` as the live dispatcher calls them.
+  `round_started` / `lane_finished` / `round_finished` (and `job_expired` for a job whose
+  deadline passed while queued) as the live dispatcher calls them.
 
 `scale`, `batch_overhead_s` and `round_overhead_s` are what the live Predictor learns
 (`LinearFit` per lane and for the finishing step): the ratio of live to profiled compute
@@ -254,8 +255,12 @@ def simulate(specs: Sequence[SimJob], policy, model: SimModel, *, max_round_item
         nonlocal heap, in_flight, rounds
         if in_flight >= pipeline_depth:
             return False
+        expired = getattr(policy, "job_expired", None)
         while heap and heap[0][2].deadline <= now:
-            settle(heapq.heappop(heap)[2], "expired")
+            job = heapq.heappop(heap)[2]
+            settle(job, "expired")
+            if expired:
+                expired(job, now)
         if not heap:
             return False
         policy.plan(queue(), now)

@@ -9,8 +9,8 @@ predicted edge (as `mosel` does, to keep accuracy high) then turns such noise st
 into misses.
 
 `MissFeedback` closes the loop on the outcome itself: every job the service settles is on
-time or missed (answered after its deadline less the reply margin, expired, judged
-hopeless by a plan, refused as unreachable at admission), and the headroom the plans keep
+time or missed (answered after its deadline less the reply margin, expired while queued,
+judged hopeless by a plan, refused as unreachable at admission), and the headroom the plans keep
 in hand moves by
 
     h <- clamp(h + step * (missed - target) / (1 - target), 0, cap)
@@ -41,20 +41,28 @@ class MissFeedback:
 
     def __init__(self, target: float = DEFAULT_MISS_TARGET, step_s: float = DEFAULT_HEADROOM_STEP_S,
                  cap_s: float = DEFAULT_HEADROOM_CAP_S, decay_s: float = DEFAULT_HEADROOM_DECAY_S):
-        if not 0.0 < target < 1.0:
-            raise ValueError(f"miss target must be in (0, 1), got {target}")
-        if not step_s >= 0.0 or not cap_s >= 0.0:
-            raise ValueError(f"headroom step and cap must be >= 0, got {step_s}, {cap_s}")
-        if not decay_s > 0.0:
-            raise ValueError(f"headroom decay must be > 0 s, got {decay_s}")
-        self.target = float(target)
-        self.step_s = float(step_s)
-        self.cap_s = float(cap_s)
-        self.decay_s = float(decay_s)
-        self.headroom_s = 0.0
+        self.target = self.step_s = self.cap_s = self.decay_s = self.headroom_s = 0.0
+        self.set(target=target, step_s=step_s, cap_s=cap_s, decay_s=decay_s)
         self.observed = 0
         self.missed = 0
         self._last: float | None = None
+
+    def set(self, **settings: float) -> None:
+        """Change settings (target, step_s, cap_s, decay_s), validated; what was learned stays."""
+        for name, value in settings.items():
+            value = float(value)
+            if name == "target":
+                ok = 0.0 < value < 1.0
+            elif name in ("step_s", "cap_s"):
+                ok = value >= 0.0
+            elif name == "decay_s":
+                ok = value > 0.0
+            else:
+                raise ValueError(f"no miss feedback setting {name!r}")
+            if not ok:
+                raise ValueError(f"miss feedback {name} out of range: {value}")
+            setattr(self, name, value)
+        self.headroom_s = min(self.headroom_s, self.cap_s) if self.step_s else 0.0
 
     def observe(self, now: float, missed: int, on_time: int = 0) -> None:
         """Record `missed` and `on_time` settled jobs at time `now` (seconds, the clock the

@@ -41,8 +41,8 @@ Both judge against `deadline - reply_margin_s` (the answer still has to travel b
 client after the service is done with it); when `plan` decides whether and how far to
 degrade, it also keeps in hand the predictor's measured lateness (`Predictor.lateness_s`)
 and the headroom of its miss feedback (mosel.scheduling.headroom): every job settled
-(round finished after its deadline less the reply margin, judged hopeless, refused as
-unreachable) moves that headroom towards the point where `miss_target` of the jobs miss.
+(round finished after its deadline less the reply margin, expired while queued, judged
+hopeless, refused as unreachable) moves that headroom towards the point where `miss_target` of the jobs miss.
 
 Feedback hooks for the dispatcher (and the simulator, which calls them the same way):
 `round_started(jobs, now)` commits a round to the predictor's lanes and returns its ticket
@@ -248,12 +248,9 @@ class MoselPolicy(_ProfiledPolicy):
         self.last_exact = True
 
     # the feedback's settings, configurable like the other thresholds
-    miss_target = property(lambda self: self.feedback.target,
-                           lambda self, v: setattr(self.feedback, "target", _check_target(v)))
-    headroom_step_s = property(lambda self: self.feedback.step_s,
-                               lambda self, v: setattr(self.feedback, "step_s", max(0.0, float(v))))
-    headroom_cap_s = property(lambda self: self.feedback.cap_s,
-                              lambda self, v: setattr(self.feedback, "cap_s", max(0.0, float(v))))
+    miss_target = property(lambda self: self.feedback.target, lambda self, v: self.feedback.set(target=v))
+    headroom_step_s = property(lambda self: self.feedback.step_s, lambda self, v: self.feedback.set(step_s=v))
+    headroom_cap_s = property(lambda self: self.feedback.cap_s, lambda self, v: self.feedback.set(cap_s=v))
 
     def round_started(self, jobs: Sequence[Job], now: float) -> RoundTicket | None:
         ticket = super().round_started(jobs, now)
@@ -267,6 +264,11 @@ class MoselPolicy(_ProfiledPolicy):
         if due:
             late = sum(1 for d in due if now > d)
             self.feedback.observe(now, late, len(due) - late)
+
+    def job_expired(self, job: Job, now: float) -> None:
+        """The dispatcher failed a queued job whose deadline passed: a miss."""
+        self.forget(job)
+        self.feedback.observe(now, 1)
 
     def admit(self, job: Job, queue: list[Job], now: float) -> None:
         if not self._ready(job.model):
@@ -383,13 +385,6 @@ class MoselPolicy(_ProfiledPolicy):
         for job, o in zip(jobs[n_win:], opts[n_win:]):
             self._apply(job, o[-1])
         self._degraded = degraded
-
-
-def _check_target(value) -> float:
-    value = float(value)
-    if not 0.0 < value < 1.0:
-        raise ValueError(f"miss_target must be in (0, 1), got {value}")
-    return value
 
 
 def _index_of(options: Sequence[Option], option: Option) -> int:

@@ -13,7 +13,7 @@ and the next round's encoder work overlaps this round's fusion and answers.
 
 The policy is told what is committed and how long each batch and finishing step took
 (`round_started` / `lane_finished` / `round_finished`), which is how its predictor sees
-the live backlog of every encoder. Every accepted job is settled exactly once: with a
+the live backlog of every encoder, and of every queued job that expired (`job_expired`). Every accepted job is settled exactly once: with a
 response, or with an error status.
 """
 
@@ -175,10 +175,13 @@ class Dispatcher:
 
     def _take_round(self, now: float) -> list[Job]:
         """Pop expired jobs (answer DEADLINE_EXCEEDED, never start them) and the next round."""
+        expired = getattr(self.policy, "job_expired", None)
         while self._heap and self._heap[0][1].deadline <= now:
             _, job = heapq.heappop(self._heap)
             self._queued_items -= job.size
             self._fail(job, DeadlineExceeded("deadline passed while queued; work not started"))
+            if expired:
+                expired(job, now)
         self._apply_tuning()
         queue = self._queue_snapshot()
         self.policy.plan(queue, now)
