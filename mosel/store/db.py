@@ -405,7 +405,18 @@ class SqliteStore(Store):
         return conn
 
     def enable_wal(self) -> None:
-        mode = self._conn().execute("PRAGMA journal_mode = WAL").fetchall()[0][0]
+        # Switching the journal needs the database to itself, and SQLite may answer "locked"
+        # at once instead of calling the busy handler (several processes opening a fresh
+        # store together): retry until the busy timeout has passed.
+        give_up = time.monotonic() + self.busy_timeout_s
+        while True:
+            try:
+                mode = self._conn().execute("PRAGMA journal_mode = WAL").fetchall()[0][0]
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > give_up:
+                    raise
+                time.sleep(0.01)
         if str(mode).lower() != "wal":
             raise RuntimeError(f"{self.describe()}: could not switch to WAL journal (got {mode!r})")
 
