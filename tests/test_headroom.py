@@ -47,6 +47,7 @@ def test_headroom_off_capped_and_decaying():
     fb = MissFeedback(step_s=0.002, cap_s=0.03, decay_s=2.0)
     fb.observe(0.0, 1000)
     assert fb.headroom_s == pytest.approx(0.03)  # capped
+    assert fb.peek(2.0) == pytest.approx(0.03 / math.e) and fb.headroom_s == pytest.approx(0.03)
     assert fb.current(2.0) == pytest.approx(0.03 / math.e)  # forgets a burst that has passed
     assert fb.current(20.0) < 1e-5
     fb.observe(20.0, 0, 10)

@@ -83,6 +83,11 @@ class MissFeedback:
         self._decay(now)
         return self.headroom_s
 
+    def peek(self, now: float) -> float:
+        """The headroom at `now` without touching the state (for readers on other threads)."""
+        h, last = self.headroom_s, self._last
+        return h * math.exp(-(now - last) / self.decay_s) if last is not None and now > last else h
+
     def _decay(self, now: float) -> None:
         if self._last is not None and now > self._last:
             self.headroom_s *= math.exp(-(now - self._last) / self.decay_s)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from concurrent.futures import TimeoutError as FutureTimeout
 
 import grpc
@@ -165,7 +166,8 @@ class SelectionServicer(selection_pb2_grpc.SelectionServiceServicer):
                                     pipeline_depth=max(d.pipeline_depth for d in chosen), **snap)
         feedback = [d.policy.feedback for d in chosen if getattr(d.policy, "feedback", None) is not None]
         if feedback:
-            stats.planning_headroom_ms = 1000.0 * max(f.headroom_s for f in feedback)
+            now = time.monotonic()  # the dispatchers' clock
+            stats.planning_headroom_ms = 1000.0 * max(f.peek(now) for f in feedback)
         for d in chosen:
             costs = d.measured_costs()
             if costs is None:
