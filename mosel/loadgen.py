@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import Counter
@@ -13,6 +14,8 @@ import numpy as np
 from tqdm import tqdm
 
 from mosel.client import MoselClient, job_request
+
+_NUMBER = re.compile(r"-?\d+(\.\d+)?")
 
 
 def paper_job_sizes(n_jobs: int, rng: np.random.Generator, max_size: int = 32) -> list[int]:
@@ -175,6 +178,8 @@ class OpenLoopResult:
         lags = sorted(j.send_lag_ms for j in jobs if j.sent_s == j.sent_s)
         served_req = sum(j.served for j in ok)
         codes = Counter(j.code for j in jobs)
+        # why jobs failed, numbers masked so one cause counts once ("… is N ms in the past")
+        reasons = Counter(_NUMBER.sub("N", j.detail) for j in jobs if not j.ok)
         configs = Counter(c for j in ok for c in j.configurations)
         span = max(self.wall_s, 1e-9)
         return {
@@ -182,7 +187,7 @@ class OpenLoopResult:
             "served_requests": served_req, "on_time_jobs": len(on_time),
             "good_requests": sum(j.served for j in good),
             "miss_rate": 1.0 - len(on_time) / max(1, len(jobs)),
-            "codes": dict(codes), "configurations": dict(configs),
+            "codes": dict(codes), "error_reasons": dict(reasons.most_common()), "configurations": dict(configs),
             "late_jobs": len(ok) - len(on_time),
             "degraded_jobs": sum(1 for j in ok if j.degraded),
             "floor_violations": sum(1 for j in ok if not j.floor_met),

@@ -106,8 +106,9 @@ def test_replay_compare_tolerance():
 class _SlowSelection:
     """In-process SelectionService whose InferJob sleeps (a server slower than the load)."""
 
-    def __init__(self, delay_s: float):
+    def __init__(self, delay_s: float, fail_every: int = 0):
         self.delay_s = delay_s
+        self.fail_every = fail_every  # refuse job k when k % fail_every == 0
         self.lock = threading.Lock()
         self.in_flight = 0
         self.max_in_flight = 0
@@ -115,6 +116,9 @@ class _SlowSelection:
     def InferJob(self, request, context):
         from mosel.v1 import selection_pb2
 
+        k = int(request.job_id.rsplit("-", 1)[1])
+        if self.fail_every and k % self.fail_every == 0:
+            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"slo.deadline_unix_ms is {k + 3} ms in the past")
         with self.lock:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -126,11 +130,9 @@ class _SlowSelection:
         return selection_pb2.InferJobResponse(job_id=request.job_id, results=results, expected_accuracy=0.9)
 
 
-def test_open_loop_keeps_schedule_against_slow_server():
-    from mosel.loadgen import run_open_loop
+def _serve(servicer):
     from mosel.v1 import selection_pb2_grpc
 
-    servicer = _SlowSelection(delay_s=0.3)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=64))
     handler = selection_pb2_grpc.SelectionServiceServicer()
     handler.InferJob = servicer.InferJob
@@ -138,8 +140,15 @@ def test_open_loop_keeps_schedule_against_slow_server():
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    return server, channel, selection_pb2_grpc.SelectionServiceStub(channel)
+
+
+def test_open_loop_keeps_schedule_against_slow_server():
+    from mosel.loadgen import run_open_loop
+
+    servicer = _SlowSelection(delay_s=0.3)
+    server, channel, stub = _serve(servicer)
     try:
-        stub = selection_pb2_grpc.SelectionServiceStub(channel)
         import numpy as np
 
         samples = [({"audio": np.zeros(4, dtype=np.float32)}, 1)]
@@ -155,6 +164,25 @@ def test_open_loop_keeps_schedule_against_slow_server():
         assert all(r.latency_ms >= 290.0 for r in res.jobs)
         assert res.wall_s < 5.0
         assert s["measured_accuracy"] == 1.0 and s["floor_violations"] == 0
+    finally:
+        channel.close()
+        server.stop(0)
+
+
+def test_open_loop_counts_each_failure_cause_once():
+    import numpy as np
+
+    from mosel.loadgen import run_open_loop
+
+    server, channel, stub = _serve(_SlowSelection(delay_s=0.0, fail_every=3))
+    try:
+        samples = [({"audio": np.zeros(4, dtype=np.float32)}, 1)]
+        wl = W.Workload([W.WorkloadJob(0.005 * k, 1, 0.5, 17.0) for k in range(12)], {"duration_s": 0.06})
+        res = run_open_loop(stub, "m", samples, wl, budget_ms_of=lambda j: 1000.0)
+        s = res.summary()
+        assert s["codes"] == {"OK": 8, "DEADLINE_EXCEEDED": 4}
+        assert s["error_reasons"] == {"slo.deadline_unix_ms is N ms in the past": 4}
+        assert res.jobs[3].detail == "slo.deadline_unix_ms is 6 ms in the past" and res.jobs[1].detail == ""
     finally:
         channel.close()
         server.stop(0)

@@ -684,6 +684,10 @@ def render_markdown(report: dict) -> str:
                       _md_table(LIVE_COLUMNS, [_row(p, LIVE_COLUMNS) for p in live["runs"][name]]), ""]
             codes = "; ".join(f"x{p['rate_factor']:g}: {p['codes']}" for p in live["runs"][name])
             lines += [f"status codes: {codes}", ""]
+            reasons = [f"x{p['rate_factor']:g}: " + ", ".join(f"{n} × {why}" for why, n in p["error_reasons"].items())
+                       for p in live["runs"][name] if p.get("error_reasons")]
+            if reasons:
+                lines += ["why jobs failed (numbers masked as N): " + "; ".join(reasons), ""]
         if live.get("max_sustained"):
             lines += [live_sustained_text(live["max_sustained"]) + ".", ""]
         lines += ["## Live vs simulation (replay)", "",
