@@ -89,7 +89,6 @@ class MissFeedback:
         return h * math.exp(-(now - last) / self.decay_s) if last is not None and now > last else h
 
     def _decay(self, now: float) -> None:
-        if self._last is not None and now > self._last:
-            self.headroom_s *= math.exp(-(now - self._last) / self.decay_s)
+        self.headroom_s = self.peek(now)
         if self._last is None or now > self._last:
             self._last = now

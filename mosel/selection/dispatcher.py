@@ -13,8 +13,8 @@ and the next round's encoder work overlaps this round's fusion and answers.
 
 The policy is told what is committed and how long each batch and finishing step took
 (`round_started` / `lane_finished` / `round_finished`), which is how its predictor sees
-the live backlog of every encoder, and of every queued job that expired (`job_expired`). Every accepted job is settled exactly once: with a
-response, or with an error status.
+the live backlog of every encoder, and of every queued job that expired (`job_expired`).
+Every accepted job is settled exactly once: with a response, or with an error status.
 """
 
 from __future__ import annotations
