@@ -9,9 +9,9 @@ import grpc
 import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from mosel.serving import wire
-from mosel.serving.server import make_channel
-from mosel.v1 import selection_pb2, selection_pb2_grpc
+from mosel.protocol import tensors as wire
+from mosel.server.channels import make_channel
+from mosel.protocol.v1 import selection_pb2, selection_pb2_grpc
 
 
 def make_slo(budget_ms: float | None = None, deadline_unix_ms: int | None = None, min_accuracy: float = 0.0,

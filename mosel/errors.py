@@ -2,7 +2,7 @@
 
 Library code raises these (or plain ValueError/KeyError/TimeoutError, mapped below);
 servicers wrap their methods with `grpc_errors`, so no stack trace ever reaches the
-wire and every refusal carries the code DESIGN.md §4 asks for.
+wire and every refusal carries the code of the table in docs/architecture.md ("Errors").
 """
 
 from __future__ import annotations
@@ -50,10 +50,17 @@ class Unavailable(MoselError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+class InvalidInput(ValueError):
+    """Input that does not match a model pack's spec (raised by pack code, which need not know
+    gRPC; served as INVALID_ARGUMENT). `field` names the offending field."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
 def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     """(status code, message) for any exception raised while serving."""
-    from mosel.packs.base import InvalidInput  # packs raise their own validation error
-
     if isinstance(exc, MoselError):
         return exc.code, exc.message
     if isinstance(exc, InvalidInput):

@@ -1,4 +1,4 @@
-"""Throwaway PostgreSQL clusters for tests (DESIGN.md §4, Store).
+"""Throwaway PostgreSQL clusters for tests (docs/architecture.md, "The profile store").
 
 `postgres_cluster()` runs initdb + pg_ctl in a fresh temp dir (as the `postgres` user
 when we are root, since initdb refuses root), trust auth, listening on 127.0.0.1 at a

@@ -7,5 +7,5 @@
                  the Pareto front, the pick rule, held-out validation, the TuningRecord;
 - tuning.report: tables and the Pareto PNG.
 
-Command line: `mosel tune` (mosel.commands.tune). Live view: `optuna-dashboard <storage URL>`.
+Command line: `mosel tune` (mosel.cli.tune). Live view: `optuna-dashboard <storage URL>`.
 """

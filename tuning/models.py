@@ -1,17 +1,17 @@
 """Where a study's model comes from.
 
-- `paper`: the MOSEL paper's TVLT stand-in (mosel.paper: joint cost model on the stand-in
+- `paper`: the MOSEL paper's TVLT stand-in (mosel.models.tvlt.paper_facts: joint cost model on the stand-in
   latency table, the paper's accuracies). Not a registered model: nothing is read from or
   written to the profile store.
 - any other name (`av-digits`, ...): the latest strategy matrix of that model in the profile
-  store (mosel.store_session: a running store, or a temporary one on the default database)
+  store (mosel.launch.store_session: a running store, or a temporary one on the default database)
   and the latest latency and accuracy profiles. The cost model is the stored matrix's own
   (`cost_json`, so placement and precision are those the matrix was solved for); the
   accuracies are the latest accuracy profile's. The versions are kept so the TuningRecord
   says what the thresholds were tuned on.
 
 Either way the result is a `TuningModel`, whose `sim_model(grid_step)` is a
-mosel.simulator.SimModel with the matrix re-solved for that step (cached per step).
+mosel.sim.simulator.SimModel with the matrix re-solved for that step (cached per step).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from mosel.simulator import SimModel
+from mosel.sim.simulator import SimModel
 from tuning.space import MatrixCache
 
 PAPER = "paper"
@@ -56,13 +56,13 @@ class TuningModel:
 
     def describe(self) -> str:
         if not self.registered:
-            return f"{self.source} ({self.name} stand-in profile, mosel.paper)"
+            return f"{self.source} ({self.name} stand-in profile, mosel.models.tvlt.paper_facts)"
         return (f"{self.name} (strategy matrix v{self.strategy_matrix_version}, latency profile "
                 f"v{self.latency_profile_version}, accuracy profile v{self.accuracy_profile_version})")
 
 
 def paper_model() -> TuningModel:
-    from mosel import paper
+    from mosel.models.tvlt import paper_facts as paper
 
     return TuningModel(name=paper.MODEL, source=PAPER, cost=paper.joint_cost(), accuracies=dict(paper.ACCURACIES),
                        max_batch=paper.MAX_BATCH, registered=False)
@@ -72,7 +72,7 @@ def from_store(client, name: str) -> TuningModel:
     """The latest matrix + profiles of `name` in the store behind `client` (LookupError if absent)."""
     import grpc
 
-    from mosel.matrix_io import accuracies_from_profile, matrix_from_proto
+    from mosel.protocol.records import accuracies_from_profile, matrix_from_proto
 
     def latest(fetch, what: str, hint: str):
         try:
@@ -101,7 +101,7 @@ def load_model(name: str, store: str | None = None, home=None, say=None) -> Tuni
     """`paper`, or a registered model read through store_session(store, home)."""
     if name == PAPER:
         return paper_model()
-    from mosel.store_session import store_session
+    from mosel.launch.store_session import store_session
 
     with store_session(store, home, say=say) as session:
         return from_store(session.client, name)

@@ -29,8 +29,8 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable, Mapping
 
-from mosel.scheduling.policies import MoselPolicy
-from mosel.solver import solve_matrix
+from mosel.scheduling.mosel_policy import MoselPolicy
+from mosel.planning.solver import solve_matrix
 
 BUDGET_MARGIN = (0.6, 1.0)
 LOOKAHEAD = (4, 128)

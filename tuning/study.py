@@ -2,7 +2,7 @@
 
 A trial samples thresholds (tuning.space), builds `MoselPolicy(**policy_kwargs)` — the
 scheduler class the selection service runs — and replays the study's workload through
-mosel.simulator.simulate with `max_round_items` as the round size, the strategy matrix
+mosel.sim.simulator.simulate with `max_round_items` as the round size, the strategy matrix
 solved for the trial's `grid_step` and the service's pipeline depth (`--pipeline-depth`,
 default the service's). Objectives (Summary fields of the run):
 
@@ -67,9 +67,9 @@ from typing import Any, Callable, Mapping, Sequence
 
 import optuna
 
-from mosel import simulator as S
+from mosel.sim import simulator as S
 from mosel.config import mosel_home, repo_root
-from mosel.scheduling.policies import MoselPolicy
+from mosel.scheduling.mosel_policy import MoselPolicy
 from mosel.scheduling.predict import DEFAULT_PIPELINE_DEPTH
 from tuning import space
 from tuning.models import TuningModel, load_model
@@ -94,7 +94,7 @@ METRICS = ("goodput_rps", "mean_accuracy", "p99_jct_ms", "mean_jct_ms", "through
 
 @dataclass(frozen=True)
 class WorkloadSpec:
-    """`paper[:rate=R,duration=S,delta=D]`: mosel.simulator.paper_workload at R jobs/s for S
+    """`paper[:rate=R,duration=S,delta=D]`: mosel.sim.simulator.paper_workload at R jobs/s for S
     virtual seconds, deadline slack D ms (defaults 40, 30, 17)."""
 
     kind: str = "paper"
@@ -566,7 +566,7 @@ def _strip_nan(v: Any) -> Any:
 def make_record(model: TuningModel, study: str, objectives: Sequence[str], chosen: optuna.trial.FrozenTrial,
                 validation: Mapping[str, Any]):
     """The TuningRecord handed to the profile store (model must be registered)."""
-    from mosel.v1 import profile_store_pb2 as pb
+    from mosel.protocol.v1 import profile_store_pb2 as pb
 
     return pb.TuningRecord(
         model=model.name,

@@ -12,7 +12,7 @@ Methods, timed round-robin (one call of each per repeat), median reported:
              (mask), cast to the output dtype — what one writes without the op;
 - op:        torch.ops.mosel.drop_and_pack on a prepared (flat, offsets, lengths) buffer;
 - op_into:   torch.ops.mosel.drop_and_pack_into into a preallocated output (no allocation);
-- list->op:  mosel.batching.drop_and_pack from the same per-request list the chain gets
+- list->op:  mosel.ops.batching.drop_and_pack from the same per-request list the chain gets
              (joins the kept items into one buffer first, then the op), into a reused
              PackBuffer as a serving loop would;
 - clone / copy_: a plain copy of as many bytes as the op reads + writes, with / without
@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
-from mosel import batching, ext
+from mosel.ops import batching, extension as ext
 from mosel.tables import format_table
 
 

@@ -1,11 +1,11 @@
 """`mosel bench paper`: reproduce the paper's headline (throughput and job completion time of
 MOSEL vs modality-agnostic serving), side by side in one run.
 
-(1) Simulation on the paper's model. Latency: a TVLT-shaped transformer (mosel.tvlt, random
+(1) Simulation on the paper's model. Latency: a TVLT-shaped transformer (mosel.models.tvlt.latency, random
     weights) timed on the current device ("latency by architecture"); accuracy: the paper's
     published numbers (audio+video 0.7432, audio 0.7233, video 0.6600). The strategy matrix is
-    solved from them (mosel.solver, integer-exact). Policies agnostic / aggressive / mosel run
-    in mosel.simulator on the *same* workloads (mosel.workload): for each delta, a Poisson rate
+    solved from them (mosel.planning.solver, integer-exact). Policies agnostic / aggressive / mosel run
+    in mosel.sim.simulator on the *same* workloads (mosel.sim.workload): for each delta, a Poisson rate
     sweep (rates as multiples of the agnostic capacity C = 1 / mean full-modality job latency,
     the mean taken over the job-size distribution) and a bursty trace (stand-in for the
     paper's Twitter trace). Round latencies get log-normal noise (sigma `--noise`).
@@ -19,7 +19,7 @@ MOSEL vs modality-agnostic serving), side by side in one run.
     (1.0) x L_full(1) on the profiled device, and the trace slack 55/17 of that; --slack-ms /
     --trace-slack-ms give absolute values instead (use 17 / 55 with --device cuda).
 (2) Live AV-Digits over real gRPC: one stack (profile store, 3 encoders) and, per policy, a
-    selection service with that policy; the open-loop generator (mosel.loadgen.run_open_loop)
+    selection service with that policy; the open-loop generator (mosel.sim.loadgen.run_open_loop)
     replays the same workload files at rising rates. Budget per job = full-modality latency of
     its size in the stack's measured profile + `--live-slack-ms`.
 (3) Live vs simulation: each policy's live trace at rate `--replay-factor` x C is replayed in
@@ -50,8 +50,8 @@ import sys
 import time
 from pathlib import Path
 
-from mosel import paper
-from mosel import workload as W
+from mosel.models.tvlt import paper_facts as paper
+from mosel.sim import workload as W
 
 POLICIES = ("agnostic", "aggressive", "mosel")
 DELTAS = (0.03, 0.06, 0.09, 0.12)
@@ -205,8 +205,8 @@ def _ratio(a, b):
 
 
 def tvlt_sim_model(prof):
-    from mosel.simulator import SimModel
-    from mosel.solver import solve_matrix
+    from mosel.sim.simulator import SimModel
+    from mosel.planning.solver import solve_matrix
 
     cost = prof.cost()
     matrix = solve_matrix(cost, paper.ACCURACIES, max_batch=cost.max_batch, step=paper.TARGET_STEP)
@@ -215,8 +215,8 @@ def tvlt_sim_model(prof):
 
 def simulate_sweep(model, deltas, factors, bursty_factors, n_jobs: int, noise: float, seed: int, slack_ms: float,
                    trace_slack_ms: float, say=print) -> dict:
-    from mosel.selection.policies import make_policy
-    from mosel.simulator import simulate
+    from mosel.scheduling.registry import make_policy
+    from mosel.sim.simulator import simulate
 
     cap = agnostic_capacity(model)
     best = max(model.accuracy_of(c) for c in model.configurations)
@@ -298,7 +298,7 @@ def _swap_selection(stack, policy: str):
     import signal
     import subprocess
 
-    from mosel.stack import launch, wait_ready
+    from mosel.launch.stack import launch, wait_ready
 
     old = stack.services.pop("selection", None)
     if old is not None and old.proc.poll() is None:
@@ -319,7 +319,7 @@ def calibrate_from_service(client, model, samples, workload, budget_ms_of) -> di
     what the service measured: the cost of each encoder lane and of the finishing step
     (GetStats, fitted over its recent batches) and its pipeline depth; the client's share of
     a job (transit) is the median of client JCT minus the service's own time per job."""
-    from mosel.loadgen import run_open_loop
+    from mosel.sim.loadgen import run_open_loop
 
     r = run_open_loop(client.stub, model.name, samples, workload, budget_ms_of, progress=False, job_prefix="cal")
     stats = client.stats(model.name)
@@ -337,7 +337,7 @@ def calibrate_from_service(client, model, samples, workload, budget_ms_of) -> di
 
 def step_cost(fit: dict):
     """A measured cost as reported (calibrate_from_service) -> the simulator's StepCost."""
-    from mosel.simulator import StepCost
+    from mosel.sim.simulator import StepCost
 
     return StepCost(fit["overhead_ms"] * 1e-3, fit["scale"], fit["noise"])
 
@@ -361,8 +361,8 @@ def replay_compare(live_summary: dict, sim_summary) -> dict:
 def live_model(store_address: str, model_name: str):
     """SimModel of the live model from the stack's store: measured latency profile, accuracy
     profile, strategy matrix."""
-    from mosel.matrix_io import accuracies_from_profile, cost_from_latency_profile, matrix_from_proto
-    from mosel.simulator import SimModel
+    from mosel.protocol.records import accuracies_from_profile, cost_from_latency_profile, matrix_from_proto
+    from mosel.sim.simulator import SimModel
     from mosel.store.client import ProfileStoreClient
 
     client = ProfileStoreClient(store_address)
@@ -385,11 +385,11 @@ def live_model(store_address: str, model_name: str):
 def run_live(args, out: Path, quick: bool, say=print) -> dict:
     from mosel.client import MoselClient
     from mosel.config import mosel_home
-    from mosel.loadgen import run_open_loop
-    from mosel.packs import get_pack
-    from mosel.selection.policies import make_policy
-    from mosel.simulator import simulate
-    from mosel.stack import Stack, bring_up
+    from mosel.sim.loadgen import run_open_loop
+    from mosel.models.registry import get_pack
+    from mosel.scheduling.registry import make_policy
+    from mosel.sim.simulator import simulate
+    from mosel.launch.stack import Stack, bring_up
 
     size = args.live_size or ("tiny" if quick else "large")
     # one home per size: a home keeps the checkpoint it trained first
@@ -418,7 +418,7 @@ def run_live(args, out: Path, quick: bool, say=print) -> dict:
         # (8 clients, paper job sizes) against the agnostic selection service.
         import numpy as np
 
-        from mosel.loadgen import paper_job_sizes, run_closed_loop
+        from mosel.sim.loadgen import paper_job_sizes, run_closed_loop
         n_cap = args.capacity_jobs or (80 if quick else 300)
         cap_client = MoselClient(stack.endpoint("selection"))
         cap_client.wait_ready(60.0)
@@ -619,7 +619,7 @@ def render_markdown(report: dict) -> str:
               f"the paper's 17 ms is below this CPU's noise, see the module doc); floors uniform in [best - delta, best]; "
               f"sizes max(1, int(N(1, 6))) <= 32; rounds <= 32 requests; noise sigma {report['parameters']['noise']}.",
               f"- bursty trace: stand-in for the paper's normalised Twitter trace (not available here): "
-              f"diurnal sine swing plus random bursts (mosel.workload.bursty).", "",
+              f"diurnal sine swing plus random bursts (mosel.sim.workload.bursty).", "",
               "### Per-configuration accuracy and latency (simulation model)", ""]
     rows = []
     for c in paper.ACCURACIES:
@@ -756,7 +756,7 @@ def run(args: argparse.Namespace) -> int:
 
     from mosel.config import mosel_home
     from mosel.tables import format_table
-    from mosel.tvlt import TVLTProfile, profile_tvlt
+    from mosel.models.tvlt.latency import TVLTProfile, profile_tvlt
 
     t_start = time.perf_counter()
     timings: dict[str, float] = {}

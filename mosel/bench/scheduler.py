@@ -2,7 +2,7 @@
 simulator run of the policies on the paper profile.
 
 (1) Decision latency of `MoselPolicy.plan` on the paper's strategy matrix
-(mosel.paper.joint_cost + solve_matrix) with N queued jobs (paper job sizes and floors).
+(mosel.models.tvlt.paper_facts.joint_cost + solve_matrix) with N queued jobs (paper job sizes and floors).
 Two queues per N: "no miss" (loose deadlines: predict once, all full accuracy) and
 "reassign" (deadlines between the all-cheapest and the all-full predicted finish, so
 the reassignment runs every call). "cold" is the first call (per-job options built),
@@ -10,7 +10,7 @@ the reassignment runs every call). "cold" is the first call (per-job options bui
 is planned in many rounds). "p99 cpu" is the thread CPU time per call, which separates the
 scheduler's own work from preemption on a shared machine.
 
-(2) The simulator (mosel.simulator) runs agnostic / aggressive / mosel on the same
+(2) The simulator (mosel.sim.simulator) runs agnostic / aggressive / mosel on the same
 Poisson workloads (paper workload: size max(1, int(Normal(1, 6))), floor uniform in
 [best - 0.03, best], deadline = arrival + full-modality latency of the job size + 17 ms),
 with rounds of up to 32 requests and 5 % log-normal noise on round latencies. "miss" =
@@ -23,9 +23,9 @@ import argparse
 import statistics
 import time
 
-from mosel import simulator as S
-from mosel.scheduling.policies import MoselPolicy
-from mosel.selection.policies import make_policy
+from mosel.sim import simulator as S
+from mosel.scheduling.mosel_policy import MoselPolicy
+from mosel.scheduling.registry import make_policy
 
 
 def register(sub) -> None:

@@ -1,6 +1,6 @@
 """`mosel bench solver`: the exact strategy-matrix solver against the alternatives.
 
-Paper case: TVLT-like JointCost (mosel.paper: stand-in latency table, the paper's
+Paper case: TVLT-like JointCost (mosel.models.tvlt.paper_facts: stand-in latency table, the paper's
 accuracies), 3 configurations, b = 1..32, 42 targets = 1,344 cells. Measured side by side
 in one run, pinned to one CPU core:
 - `solve_matrix` (exact DP), repeated: median and min;
@@ -31,10 +31,10 @@ from contextlib import contextmanager
 from fractions import Fraction
 from typing import Callable, Iterator
 
-from mosel import paper
-from mosel.costs import CostModel, JointCost, LateFusionCost
+from mosel.models.tvlt import paper_facts as paper
+from mosel.planning.costs import CostModel, JointCost, LateFusionCost
 from mosel.modalities import all_configurations
-from mosel.solver import StrategyMatrix, exact, solve_matrix
+from mosel.planning.solver import StrategyMatrix, exact, solve_matrix
 
 AV_DIGITS_MODALITIES = ("audio", "image", "video")
 # Illustrative accuracies (not measured): more modalities help, audio is the strongest.

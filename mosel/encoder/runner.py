@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mosel import batching
+from mosel.ops import batching
 from mosel.errors import InvalidArgument
-from mosel.packs.checkpoint import load_encoder, load_manifest
+from mosel.models.checkpoint import load_encoder, load_manifest
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,10 @@
-"""Online scheduling core (DESIGN.md §1 "Online"): finish-time prediction over the
-dispatcher's rounds (`predict`), the accuracy-maximising reassignment of strategies
-under deadlines (`reassign`), and the policies built on them (`policies`)."""
+"""Online scheduling core (docs/architecture.md, "The scheduler"), free of the engine and the
+wire so that the live dispatcher and the simulator run the same code:
 
-from mosel.scheduling.predict import Predictor, round_latency
-from mosel.scheduling.reassign import Option, ReassignResult, reassign
-
-__all__ = ["Option", "Predictor", "ReassignResult", "reassign", "round_latency"]
+- `job`: jobs and items as the scheduler sees them, and the model view it reads;
+- `policy`: the policy interface; `agnostic`, `aggressive`, `mosel_policy`: one policy
+  each (`profiled` is the base of the two that plan from profiles); `registry`: by name;
+- `predict`: finish-time prediction over the dispatcher's rounds and lanes;
+- `reassign`: the accuracy-maximising choice of strategies under deadlines;
+- `headroom`: planning headroom learned from the deadlines actually missed.
+"""

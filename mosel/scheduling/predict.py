@@ -1,6 +1,6 @@
-"""Finish-time prediction for an EDF queue from per-encoder backlogs (DESIGN.md §3).
+"""Finish-time prediction for an EDF queue from per-encoder backlogs (docs/architecture.md, "The scheduler").
 
-The dispatcher (mosel.selection.dispatcher) forms *rounds*: queued jobs in EDF order are
+The dispatcher (mosel.engine.dispatcher) forms *rounds*: queued jobs in EDF order are
 taken while the round holds at most `max_round_items` requests; a job is never split and
 round formation stops at the first job that does not fit (no skipping ahead). Round
 formation depends only on job sizes, never on the chosen configurations.
@@ -52,7 +52,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from mosel.costs import CostModel, JointCost, LateFusionCost
+from mosel.planning.costs import CostModel, JointCost, LateFusionCost
 
 
 # Rounds in flight at once in a serving dispatcher unless told otherwise (--pipeline-depth);

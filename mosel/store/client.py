@@ -8,7 +8,7 @@
             ...
 
 Every call has a deadline: `timeout_s` given to the call, else the client's default.
-Errors arrive as grpc.RpcError with the status codes of DESIGN.md §4.
+Errors arrive as grpc.RpcError with the status codes of docs/architecture.md ("Errors").
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from typing import Iterable
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from mosel.serving.server import DEFAULT_MAX_MESSAGE_BYTES, make_channel
+from mosel.server.channels import DEFAULT_MAX_MESSAGE_BYTES, make_channel
 from mosel.store import db
-from mosel.store.service import DB_TO_KIND, SERVICE_NAME, WATCH_SEQ_METADATA
-from mosel.v1 import profile_store_pb2 as pb
-from mosel.v1 import profile_store_pb2_grpc as pb_grpc
+from mosel.store.servicer import DB_TO_KIND, SERVICE_NAME, WATCH_SEQ_METADATA
+from mosel.protocol.v1 import profile_store_pb2 as pb
+from mosel.protocol.v1 import profile_store_pb2_grpc as pb_grpc
 
 
 def record_kind(kind: int | str) -> int:

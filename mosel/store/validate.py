@@ -15,13 +15,13 @@ from typing import Iterable, Sequence
 
 from mosel.errors import InvalidArgument
 from mosel.modalities import all_configurations
-from mosel.serving import wire
-from mosel.v1 import profile_store_pb2 as pb
+from mosel.protocol import tensors as wire
+from mosel.protocol.v1 import profile_store_pb2 as pb
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 COST_MODELS = ("late_fusion", "joint")
 PLACEMENTS = ("shared", "separate")
-# The wire dtypes a TensorSpec may name (mosel.serving.wire decodes exactly these).
+# The wire dtypes a TensorSpec may name (mosel.protocol.tensors decodes exactly these).
 DTYPES = tuple(sorted(wire.WIRE_DTYPES))
 MAX_MODALITIES = 8  # 255 configurations; more would make every matrix row explode
 MAX_BATCH_LIMIT = 4096

@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 import sys
 
-from mosel import ext
+from mosel.ops import extension as ext
 from mosel.encoder.runner import PRECISIONS, EncoderRunner
-from mosel.encoder.service import EncoderServicer
-from mosel.packs.checkpoint import CheckpointError
-from mosel.serving.flags import apply_threads, common_parser, setup_logging
-from mosel.serving.readiness import write_ready_file
-from mosel.serving.server import Registration, install_signal_handlers, start_server
-from mosel.v1 import encoder_pb2_grpc
+from mosel.encoder.servicer import EncoderServicer
+from mosel.models.checkpoint import CheckpointError
+from mosel.server.flags import apply_threads, common_parser, setup_logging
+from mosel.server.readiness import write_ready_file
+from mosel.server.serve import Registration, install_signal_handlers, start_server
+from mosel.protocol.v1 import encoder_pb2_grpc
 
 log = logging.getLogger("services.encoder")
 

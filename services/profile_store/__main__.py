@@ -10,12 +10,12 @@ from __future__ import annotations
 import logging
 import sys
 
-from mosel.serving.flags import common_parser, setup_logging
-from mosel.serving.readiness import write_ready_file
-from mosel.serving.server import Registration, install_signal_handlers, start_server
+from mosel.server.flags import common_parser, setup_logging
+from mosel.server.readiness import write_ready_file
+from mosel.server.serve import Registration, install_signal_handlers, start_server
 from mosel.store.db import default_store_path, open_store
-from mosel.store.service import SERVICE_NAME, ProfileStoreServicer
-from mosel.v1 import profile_store_pb2_grpc
+from mosel.store.servicer import SERVICE_NAME, ProfileStoreServicer
+from mosel.protocol.v1 import profile_store_pb2_grpc
 
 log = logging.getLogger("services.profile_store")
 

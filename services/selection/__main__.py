@@ -5,24 +5,24 @@ from __future__ import annotations
 import logging
 import sys
 
-from mosel import ext
+from mosel.ops import extension as ext
 from mosel.errors import Unavailable
-from mosel.packs.checkpoint import CheckpointError
-from mosel.selection.dispatcher import Dispatcher
-from mosel.selection.encoders import EncoderPool, parse_encoder_flags
-from mosel.selection.models import ServedModel
+from mosel.models.checkpoint import CheckpointError
+from mosel.engine.dispatcher import Dispatcher
+from mosel.engine.encoder_pool import EncoderPool, parse_encoder_flags
+from mosel.engine.served_model import ServedModel
 from mosel.scheduling.headroom import DEFAULT_HEADROOM_STEP_S, DEFAULT_MISS_TARGET
-from mosel.scheduling.policies import DEFAULT_REPLY_MARGIN_S
+from mosel.scheduling.profiled import DEFAULT_REPLY_MARGIN_S
 from mosel.scheduling.predict import DEFAULT_PIPELINE_DEPTH
-from mosel.selection.policies import POLICIES, make_policy
-from mosel.selection.profiles import ProfileSync
-from mosel.selection.service import SelectionServicer
-from mosel.selection.stats import ServingStats
-from mosel.serving.flags import apply_threads, common_parser, setup_logging
-from mosel.serving.readiness import write_ready_file
-from mosel.serving.server import Registration, install_signal_handlers, start_server
+from mosel.scheduling.registry import POLICIES, make_policy
+from mosel.engine.profile_sync import ProfileSync
+from mosel.engine.servicer import SelectionServicer
+from mosel.engine.stats import ServingStats
+from mosel.server.flags import apply_threads, common_parser, setup_logging
+from mosel.server.readiness import write_ready_file
+from mosel.server.serve import Registration, install_signal_handlers, start_server
 from mosel.store.client import ProfileStoreClient
-from mosel.v1 import selection_pb2_grpc
+from mosel.protocol.v1 import selection_pb2_grpc
 
 log = logging.getLogger("services.selection")
 

@@ -1,0 +1,1 @@
+"""The `mosel` command line: `main` wires the subcommands, one module each."""

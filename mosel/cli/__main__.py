@@ -1,0 +1,5 @@
+import sys
+
+from mosel.cli.main import main
+
+sys.exit(main())

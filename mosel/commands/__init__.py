@@ -1,1 +1,0 @@
-"""Subcommands of the `mosel` CLI, one module each (see mosel.cli)."""

@@ -1,0 +1,59 @@
+"""EncoderService servicer: wire tensors in, wire embeddings out (logic in EncoderRunner)."""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+
+from mosel.encoder.runner import EncoderRunner
+from mosel.errors import DeadlineExceeded, InvalidArgument, NotFound, Unavailable, grpc_errors
+from mosel.models.checkpoint import checkpoint_sha256
+from mosel.protocol import tensors as wire
+from mosel.protocol.v1 import encoder_pb2, encoder_pb2_grpc, tensor_pb2
+
+
+class EncoderServicer(encoder_pb2_grpc.EncoderServiceServicer):
+    def __init__(self, runner: EncoderRunner, fused_ops: bool):
+        self.runner = runner
+        self.fused_ops = fused_ops
+        self.draining = False
+
+    @grpc_errors
+    def Encode(self, request: encoder_pb2.EncodeRequest, context: grpc.ServicerContext):
+        r = self.runner
+        if request.model != r.model:
+            raise NotFound(f"model: this encoder serves {r.model!r}, not {request.model!r}")
+        if request.modality != r.modality:
+            raise NotFound(f"modality: this encoder serves {r.modality!r}, not {request.modality!r}")
+        if self.draining or not r.warm:
+            raise Unavailable("encoder is draining" if self.draining else "encoder is warming up")
+        if request.frame_stride < 0:
+            raise InvalidArgument("frame_stride", f"must be >= 0, got {request.frame_stride}")
+        items = [wire.decode(t, field=f"items[{i}]") for i, t in enumerate(request.items)]
+        r.validate(items)
+        remaining = context.time_remaining()
+        if remaining is not None and remaining <= 0:
+            raise DeadlineExceeded("deadline passed before the batch started")
+        result = r.encode(items, frame_stride=request.frame_stride or 1)
+        return encoder_pb2.EncodeResponse(
+            embeddings=wire.encode(result.embeddings), compute_us=result.compute_us, queue_us=result.queue_us
+        )
+
+    @grpc_errors
+    def Info(self, request, context):
+        r = self.runner
+        s = r.spec
+        return encoder_pb2.EncoderInfo(
+            model=r.model,
+            modality=r.modality,
+            device=str(r.device),
+            device_name=r.device_name,
+            precision=r.precision,
+            max_batch=r.max_batch,
+            warm=r.warm,
+            embed_dim=r.pack.embed_dim,
+            spec=tensor_pb2.TensorSpec(dtype=s.dtype, shape=list(s.shape), sequence=s.sequence, max_steps=s.max_steps),
+            checkpoint_sha256=checkpoint_sha256(r.manifest),
+            fused_ops=self.fused_ops,
+        )

@@ -1,0 +1,211 @@
+"""Start the whole stack locally as separate processes, exactly as one would deploy it:
+profile store, one encoder service per modality, selection service.
+
+Used by `mosel up`, `mosel demo` and the integration tests. Each service gets a free
+port (or a fixed one), reports readiness through a ready file, and logs to
+`<home>/logs/<service>.log`. `stop()` sends SIGTERM so every service drains.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mosel.config import repo_root
+
+
+class StackError(RuntimeError):
+    pass
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    proc: subprocess.Popen
+    ready_file: Path
+    log_path: Path
+    port: int = 0
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+def launch(name: str, module: str, args: list[str], log_dir: Path, env: dict | None = None) -> ServiceProcess:
+    """Start `python -m module args... --ready-file F` with stderr to log_dir/name.log."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    ready = Path(tempfile.mkdtemp(prefix=f"mosel-{name}-")) / "port"
+    log_path = log_dir / f"{name}.log"
+    log_file = open(log_path, "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", module, *args, "--ready-file", str(ready)],
+        stdout=log_file, stderr=subprocess.STDOUT, cwd=str(repo_root()),
+        env={**os.environ, **(env or {})},
+    )
+    log_file.close()
+    return ServiceProcess(name, proc, ready, log_path)
+
+
+def wait_ready(services: list[ServiceProcess], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    pending = list(services)
+    while pending:
+        for svc in list(pending):
+            if svc.ready_file.exists():
+                svc.port = int(svc.ready_file.read_text().strip())
+                pending.remove(svc)
+            elif svc.proc.poll() is not None:
+                raise StackError(f"{svc.name} exited with code {svc.proc.returncode} before it was ready; "
+                                 f"log {svc.log_path}:\n{svc.log_tail()}")
+        if pending and time.monotonic() > deadline:
+            names = ", ".join(s.name for s in pending)
+            raise StackError(f"not ready after {timeout_s:.0f}s: {names}; see logs in {pending[0].log_path.parent}")
+        if pending:
+            time.sleep(0.05)
+
+
+@dataclass
+class Stack:
+    home: Path
+    model: str = "av-digits"
+    modalities: tuple[str, ...] = ("audio", "image", "video")
+    policy: str = "agnostic"
+    device: str = "cpu"
+    ports: dict[str, int] = field(default_factory=dict)  # service name -> fixed port (default: free port)
+    selection_args: list[str] = field(default_factory=list)
+    store_db: str | None = None
+    services: dict[str, ServiceProcess] = field(default_factory=dict)
+
+    @property
+    def log_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def env(self) -> dict:
+        return {"MOSEL_HOME": str(self.home), "PYTHONUNBUFFERED": "1"}
+
+    def endpoint(self, name: str) -> str:
+        return self.services[name].address
+
+    def start_store(self, timeout_s: float = 60.0) -> str:
+        db = self.store_db or str(self.home / "profile_store.sqlite")
+        svc = launch("profile_store", "services.profile_store",
+                     ["--port", str(self.ports.get("profile_store", 0)), "--db", db], self.log_dir, self.env)
+        self.services[svc.name] = svc
+        self._wait([svc], timeout_s)
+        return svc.address
+
+    def start_serving(self, timeout_s: float = 120.0) -> None:
+        """Encoders, then the selection service (the store must be up and hold the model)."""
+        encoders = []
+        for modality in self.modalities:
+            name = f"encoder_{modality}"
+            svc = launch(name, "services.encoder",
+                         ["--model", self.model, "--modality", modality, "--device", self.device,
+                          "--port", str(self.ports.get(name, 0))], self.log_dir, self.env)
+            self.services[name] = svc
+            encoders.append(svc)
+        self._wait(encoders, timeout_s)
+        self.start_selection("selection", self.policy, timeout_s)
+
+    def start_selection(self, name: str, policy: str, timeout_s: float = 120.0) -> str:
+        """A selection service with `policy` on the running store and encoders; returns its address.
+        Several can run side by side (e.g. one per policy, for comparisons on the same encoders)."""
+        args = ["--port", str(self.ports.get(name, 0)), "--profile-store", self.endpoint("profile_store"),
+                "--model", self.model, "--policy", policy, *self.selection_args]
+        for modality in self.modalities:
+            args += ["--encoder", f"{modality}={self.endpoint('encoder_' + modality)}"]
+        svc = launch(name, "services.selection", args, self.log_dir, self.env)
+        self.services[name] = svc
+        self._wait([svc], timeout_s)
+        return svc.address
+
+    def _wait(self, services: list[ServiceProcess], timeout_s: float) -> None:
+        try:
+            wait_ready(services, timeout_s)
+        except StackError:
+            self.stop()
+            raise
+
+    def stop(self, grace_s: float = 30.0) -> dict[str, int]:
+        """SIGTERM in reverse start order (front door first, so it drains before encoders go)."""
+        codes = {}
+        for name in reversed(list(self.services)):
+            svc = self.services[name]
+            if svc.proc.poll() is None:
+                svc.proc.send_signal(signal.SIGTERM)
+                try:
+                    svc.proc.wait(grace_s)
+                except subprocess.TimeoutExpired:
+                    svc.proc.kill()
+                    svc.proc.wait()
+            codes[name] = svc.proc.returncode
+        self.services.clear()
+        return codes
+
+
+def _ensure_matrix(client, stack: Stack, progress: bool, say) -> None:
+    """Profile (short: warmup 1, repeats 3) and solve when the store has no matrix for the model."""
+    import grpc
+
+    from mosel.lifecycle.solve import solve_from_store
+    from mosel.lifecycle.profile import profile_latency
+
+    try:
+        ref = client.get_strategy_matrix(stack.model)
+        say(f"      strategy matrix v{ref.ref.version} [{ref.ref.variant}]")
+        return
+    except grpc.RpcError as exc:
+        if exc.code() != grpc.StatusCode.NOT_FOUND:
+            raise
+    say("      no strategy matrix yet: quick latency profile (warmup 1, repeats 3) and solve ...")
+    profile = profile_latency(stack.model, home=stack.home, device=stack.device, warmup=1, repeats=3,
+                              progress=progress)
+    latency_ref = client.put_latency_profile(profile)
+    result = solve_from_store(client, stack.model, device=stack.device)
+    say(f"      latency profile v{latency_ref.version} [{latency_ref.variant}], "
+        f"strategy matrix v{result.ref.version} ({result.solve_ms:.0f} ms solve)")
+
+
+def bring_up(stack: Stack, size: str | None = None, progress: bool = True, say=print,
+             ensure_matrix: bool = True) -> Stack:
+    """Store, then make sure the store holds the trained model (and, with `ensure_matrix`, a
+    strategy matrix: a short profile and a solve when it has none), then encoders and selection."""
+    from mosel.lifecycle.publish import publish
+    from mosel.store.client import ProfileStoreClient
+
+    say(f"[1/3] profile store (state in {stack.home}) ...")
+    address = stack.start_store()
+    client = ProfileStoreClient(address)
+    try:
+        client.wait_ready(30.0)
+        say(f"[2/3] model {stack.model}: checkpoint, accuracy profile ...")
+        versions = publish(client, stack.model, stack.home, size=size, progress=progress)
+        say(f"      manifest v{versions['manifest']}, accuracy profile v{versions['accuracy']}, "
+            f"size preset {versions['size'] or '?'}")
+        if size and versions["size"] and size != versions["size"]:
+            # a home keeps the checkpoint it has: say so rather than serve another size silently
+            say(f"      (serving the existing {versions['size']} checkpoint in {stack.home}; "
+                f"`mosel train --model {stack.model} --size {size}` replaces it)")
+        if ensure_matrix:
+            _ensure_matrix(client, stack, progress, say)
+    except Exception:
+        stack.stop()
+        raise
+    finally:
+        client.close()
+    say(f"[3/3] encoders {', '.join(stack.modalities)} and selection service ...")
+    stack.start_serving()
+    return stack

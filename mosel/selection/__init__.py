@@ -1,1 +1,0 @@
-"""The selection service's logic: admission, EDF queue, policies, batching, fusion."""

@@ -1,1 +1,0 @@
-"""Plumbing shared by every service: server lifecycle, flags, wire tensors."""

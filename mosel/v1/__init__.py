@@ -1,1 +1,0 @@
-"""Generated gRPC stubs of package mosel.v1 (see mosel.protogen)."""
