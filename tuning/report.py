@@ -9,7 +9,8 @@ from typing import Any, Mapping, Sequence
 
 from mosel.tables import format_table
 from tuning import space
-from tuning.study import OBJECTIVES, feasible
+from tuning.config import OBJECTIVES
+from tuning.pareto import feasible
 
 LABELS = {"goodput": "goodput req/s", "accuracy": "accuracy", "p99": "p99 JCT ms"}
 

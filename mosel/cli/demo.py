@@ -5,17 +5,21 @@ encoders, and print the outcomes side by side."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from mosel.client import MoselClient
-from mosel.cli.up import add_stack_flags
+from mosel.cli.up import SELECTION_FLAGS, add_stack_flags
 from mosel.config import mosel_home
 from mosel.sim.loadgen import paper_job_sizes, run_closed_loop, run_open_loop
 from mosel.protocol.records import cost_from_latency_profile
 from mosel.models.registry import get_pack
 from mosel.scheduling.registry import POLICIES
+from mosel.engine.settings import SelectionSettings
 from mosel.launch.stack import Stack, StackError, bring_up
 from mosel.store.client import ProfileStoreClient
+from mosel.store.settings import DEFAULT_ADDRESS
 from mosel.tables import format_table
 from mosel.sim.workload import poisson
 
@@ -29,7 +33,7 @@ def register(sub) -> None:
                    help=f"comma-separated policies to compare on the same traffic (from {sorted(POLICIES)})")
     p.add_argument("--target", default=None, metavar="HOST:PORT",
                    help="use this running selection service (one policy, whatever it runs) instead")
-    p.add_argument("--store", default="127.0.0.1:50051", metavar="HOST:PORT",
+    p.add_argument("--store", default=DEFAULT_ADDRESS, metavar="HOST:PORT",
                    help="profile store of the --target stack (for the latency profile)")
     p.add_argument("--load", type=float, default=0.8,
                    help="offered load as a multiple of the capacity measured by a closed-loop probe (default 0.8)")
@@ -51,7 +55,9 @@ def run(args) -> int:
         return 2
     if args.target:
         return _serve(args, {"target": args.target}, args.store)
-    stack = Stack(home=mosel_home(), model=args.model, policy=policies[0], device=args.device)
+    # the first policy's service is the stack's own; the others join it on the same encoders
+    selection = replace(SelectionSettings.from_args(args, only=SELECTION_FLAGS), policy=policies[0])
+    stack = Stack(home=mosel_home(), model=args.model, device=args.device, selection=selection)
     try:
         bring_up(stack, size=args.size)
         targets = {policies[0]: stack.endpoint("selection")}

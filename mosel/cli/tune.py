@@ -43,9 +43,15 @@ from pathlib import Path
 import optuna
 
 from mosel.config import mosel_home
+from mosel.engine.settings import SelectionSettings
+from mosel.store.settings import DEFAULT_ADDRESS
 from tuning import report, space
-from tuning import study as T
+from tuning.config import DEFAULT_NOISE, DEFAULT_OBJECTIVES, TuneConfig
+from tuning.evaluate import objective_values, study_evaluator
 from tuning.models import PAPER, from_store, paper_model
+from tuning.pareto import DEFAULT_PICK, PickError, PickRule, feasible, pareto_front, thresholds_of
+from tuning.study import make_record, open_study, prepare_study, run_trials, validate, validation_json
+from tuning.workers import spawn_workers
 
 
 def register(sub) -> None:
@@ -64,17 +70,17 @@ def register(sub) -> None:
     p.add_argument("--study", default=None, help="study name (default: derived from model, workload, objectives, seed)")
     p.add_argument("--seed", type=int, default=0, help="workload and sampler seed (default 0)")
     p.add_argument("--p99", action="store_true", help="also minimise p99 job completion time")
-    p.add_argument("--noise", type=float, default=T.DEFAULT_NOISE,
-                   help=f"log-normal sigma of round latency noise in the simulator (default {T.DEFAULT_NOISE})")
-    p.add_argument("--pipeline-depth", type=int, default=T.DEFAULT_PIPELINE_DEPTH,
-                   help="rounds in flight in the selection service the pick is for (its --pipeline-depth; "
-                        f"default {T.DEFAULT_PIPELINE_DEPTH})")
+    p.add_argument("--noise", type=float, default=DEFAULT_NOISE,
+                   help=f"log-normal sigma of round latency noise in the simulator (default {DEFAULT_NOISE})")
+    SelectionSettings.add_arguments(p, only=("pipeline_depth",), help={
+        "pipeline_depth": "rounds in flight in the selection service the pick is for (its --pipeline-depth; "
+                          "default {default})"})
     p.add_argument("--population", type=int, default=None,
                    help="NSGA-II population size (default: trials/3 clamped to 4..50)")
-    p.add_argument("--pick", default=T.DEFAULT_PICK, help=f"pick rule (default {T.DEFAULT_PICK!r}; see `mosel tune` doc)")
+    p.add_argument("--pick", default=DEFAULT_PICK, help=f"pick rule (default {DEFAULT_PICK!r}; see `mosel tune` doc)")
     p.add_argument("--no-store", action="store_true", help="do not write the TuningRecord to the profile store")
     p.add_argument("--store", default=None, metavar="HOST:PORT",
-                   help="profile store address (default: 127.0.0.1:50051 if serving, else a temporary store)")
+                   help=f"profile store address (default: {DEFAULT_ADDRESS} if serving, else a temporary store)")
     p.add_argument("--out", default=None, help="output directory (default $MOSEL_HOME/tuning/<study>/)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -82,12 +88,12 @@ def register(sub) -> None:
 
 def run(args) -> int:
     try:
-        rule = T.PickRule.parse(args.pick)
-        objectives = T.DEFAULT_OBJECTIVES + (("p99",) if args.p99 else ())
+        rule = PickRule.parse(args.pick)
+        objectives = DEFAULT_OBJECTIVES + (("p99",) if args.p99 else ())
         population = args.population or max(4, min(50, args.trials // 3))
-        config = T.TuneConfig(model=args.model, workload=args.workload, seed=args.seed, objectives=objectives,
-                              noise=args.noise, storage=args.storage, study=args.study, store=args.store,
-                              population=population, pipeline_depth=args.pipeline_depth)
+        config = TuneConfig(model=args.model, workload=args.workload, seed=args.seed, objectives=objectives,
+                            noise=args.noise, storage=args.storage, study=args.study, store=args.store,
+                            population=population, pipeline_depth=args.pipeline_depth)
     except ValueError as exc:
         print(f"mosel tune: {exc}")
         return 2
@@ -113,35 +119,35 @@ def run(args) -> int:
         return _tune(args, config, model, rule, session)
 
 
-def _tune(args, config: T.TuneConfig, model, rule: T.PickRule, session) -> int:
+def _tune(args, config: TuneConfig, model, rule: PickRule, session) -> int:
     name = config.study_name
     print(f"study {name} on {config.storage_url}")
     print(f"model {model.describe()}; workload {config.workload}, seed {config.seed}, noise {config.noise}; "
           f"objectives {', '.join(config.objectives)}")
-    T.prepare_study(config)
+    prepare_study(config)
     started = time.perf_counter()
     if args.workers > 1:
-        codes = T.spawn_workers(config, args.trials, args.workers, first_index=args.worker_index,
-                                progress=not args.no_progress)
+        codes = spawn_workers(config, args.trials, args.workers, first_index=args.worker_index,
+                              progress=not args.no_progress)
         if any(codes):
             print(f"mosel tune: worker exit codes {codes}")
             return 1
     elif args.trials:
-        T.run_trials(config, args.trials, worker_index=args.worker_index, progress=not args.no_progress, model=model)
+        run_trials(config, args.trials, worker_index=args.worker_index, progress=not args.no_progress, model=model)
     elapsed = time.perf_counter() - started
 
-    study = T.open_study(config)
+    study = open_study(config)
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
-    infeasible = [t for t in complete if not T.feasible(t)]
+    infeasible = [t for t in complete if not feasible(t)]
     print(f"{args.trials} trials run in {elapsed:.1f} s; the study holds {len(trials)} trials "
           f"({len(complete)} complete, {len(infeasible)} infeasible: floor violated)")
-    front = T.pareto_front(trials, config.directions)
-    default_values = T.objective_values(T.study_evaluator(config, model).evaluate(space.DEFAULT_THRESHOLDS),
-                                        config.objectives)
+    front = pareto_front(trials, config.directions)
+    default_values = objective_values(study_evaluator(config, model).evaluate(space.DEFAULT_THRESHOLDS),
+                                      config.objectives)
     try:
         chosen = rule.choose(front, config.objectives)
-    except T.PickError as exc:
+    except PickError as exc:
         print(f"mosel tune: {exc}")
         return 1
 
@@ -154,7 +160,7 @@ def _tune(args, config: T.TuneConfig, model, rule: T.PickRule, session) -> int:
     out = Path(args.out) if args.out else mosel_home() / "tuning" / name
     png = report.plot(out / "pareto.png", trials, front, config.objectives, default_values, chosen,
                       title=f"{name}\n{len(complete)} trials, workload {config.workload}")
-    validation = T.validate(config, model, T.thresholds_of(chosen))
+    validation = validate(config, model, thresholds_of(chosen))
     print()
     print(report.validation_table(validation, title=(
         f"held-out workload (seed {validation['heldout']['seed']}, segment "
@@ -162,11 +168,11 @@ def _tune(args, config: T.TuneConfig, model, rule: T.PickRule, session) -> int:
         f"{validation['heldout']['jobs']} jobs): picked trial {chosen.number} vs defaults")))
     print(validation["verdict"])
     summary = {"study": name, "storage": config.storage_url, "config": json.loads(config.to_json()),
-               "trials": len(trials), "pareto": [{"trial": t.number, "thresholds": T.thresholds_of(t),
+               "trials": len(trials), "pareto": [{"trial": t.number, "thresholds": thresholds_of(t),
                                                   "values": dict(zip(config.objectives, t.values))} for t in front],
                "picked": chosen.number, "pick_rule": rule.text, "default_values": dict(zip(config.objectives, default_values)),
                "validation": validation}
-    (out / "summary.json").write_text(T.validation_json(summary) + "\n")
+    (out / "summary.json").write_text(validation_json(summary) + "\n")
     print(f"wrote {png} and {out / 'summary.json'}")
 
     if args.no_store:
@@ -176,7 +182,7 @@ def _tune(args, config: T.TuneConfig, model, rule: T.PickRule, session) -> int:
         print(f"not stored: --model {args.model} is not a registered model (the profile store keeps tuning for "
               "registered models only)")
         return 0
-    record = T.make_record(model, name, config.objectives, chosen, validation)
+    record = make_record(model, name, config.objectives, chosen, validation)
     ref = session.client.put_tuning(record)
     print(f"stored tuning v{ref.version} for {model.name} in the {session.describe()} "
           f"(tuned on strategy matrix v{model.strategy_matrix_version}, latency profile v{model.latency_profile_version})")

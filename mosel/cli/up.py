@@ -6,11 +6,17 @@ import signal
 import threading
 
 from mosel.config import mosel_home
-from mosel.scheduling.registry import POLICIES
+from mosel.encoder.settings import EncoderSettings
+from mosel.engine.settings import SelectionSettings
 from mosel.launch.stack import Stack, StackError, bring_up
+from mosel.store.settings import ProfileStoreSettings
 
-DEFAULT_PORTS = {"selection": 50050, "profile_store": 50051, "encoder_audio": 50061, "encoder_image": 50062,
-                 "encoder_video": 50063}
+# The services' own default ports; the encoders count up from the first one's.
+DEFAULT_PORTS = {"selection": SelectionSettings.default("port"),
+                 "profile_store": ProfileStoreSettings.default("port"),
+                 **{f"encoder_{m}": EncoderSettings.default("port") + i for i, m in enumerate(Stack.modalities)}}
+# Flags passed through to the stack's selection services, as `python -m services.selection` has them.
+SELECTION_FLAGS = ("policy",)
 
 
 def register(sub) -> None:
@@ -22,7 +28,7 @@ def register(sub) -> None:
 
 def add_stack_flags(p, default_size: str | None = None) -> None:
     p.add_argument("--model", default="av-digits", help="model to serve (default av-digits)")
-    p.add_argument("--policy", default="agnostic", choices=sorted(POLICIES), help="scheduling policy")
+    SelectionSettings.add_arguments(p, only=SELECTION_FLAGS)
     p.add_argument("--device", default="cpu", help="torch device for the encoders (default cpu)")
     p.add_argument("--size", default=default_size,
                    help=f"model size to train if no checkpoint exists (default: {default_size or 'default'})")
@@ -30,7 +36,8 @@ def add_stack_flags(p, default_size: str | None = None) -> None:
 
 def run(args) -> int:
     ports = {} if args.free_ports else DEFAULT_PORTS
-    stack = Stack(home=mosel_home(), model=args.model, policy=args.policy, device=args.device, ports=ports)
+    stack = Stack(home=mosel_home(), model=args.model, device=args.device, ports=ports,
+                  selection=SelectionSettings.from_args(args, only=SELECTION_FLAGS))
     try:
         bring_up(stack, size=args.size)
     except StackError as exc:

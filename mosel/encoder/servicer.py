@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+from typing import TYPE_CHECKING
 
 import grpc
 
@@ -12,11 +12,15 @@ from mosel.models.checkpoint import checkpoint_sha256
 from mosel.protocol import tensors as wire
 from mosel.protocol.v1 import encoder_pb2, encoder_pb2_grpc, tensor_pb2
 
+if TYPE_CHECKING:
+    from mosel.metrics.families import EncoderMetrics
+
 
 class EncoderServicer(encoder_pb2_grpc.EncoderServiceServicer):
-    def __init__(self, runner: EncoderRunner, fused_ops: bool):
+    def __init__(self, runner: EncoderRunner, fused_ops: bool, metrics: EncoderMetrics | None = None):
         self.runner = runner
         self.fused_ops = fused_ops
+        self.metrics = metrics
         self.draining = False
 
     @grpc_errors
@@ -36,6 +40,9 @@ class EncoderServicer(encoder_pb2_grpc.EncoderServiceServicer):
         if remaining is not None and remaining <= 0:
             raise DeadlineExceeded("deadline passed before the batch started")
         result = r.encode(items, frame_stride=request.frame_stride or 1)
+        if self.metrics is not None:
+            self.metrics.compute_seconds.labels(r.model, r.modality).observe(result.compute_us / 1e6)
+            self.metrics.batch_size.labels(r.model, r.modality).observe(len(items))
         return encoder_pb2.EncodeResponse(
             embeddings=wire.encode(result.embeddings), compute_us=result.compute_us, queue_us=result.queue_us
         )

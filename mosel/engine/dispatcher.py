@@ -2,7 +2,7 @@
 
 Each round takes queued jobs in EDF order up to `max_round_items` requests and lets the
 policy fix their configurations. The round then puts one batch on each *lane* its
-requests use (mosel.scheduling.predict.lane_groups: one lane per encoder when the
+requests use (mosel.scheduling.rounds.lane_groups: one lane per encoder when the
 encoders sit on separate devices, else one lane for all): a lane is a queue that runs one
 batch at a time, and a batch holds every request of the round that uses the lane's
 modalities (requests of different configurations share a batch). When all of a round's
@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 
 # Downstream calls get the job's remaining time minus this, so our answer still fits.
 DOWNSTREAM_MARGIN_S = 0.002
+# Why admission refused a job, for the refusal counters (by exception type).
+_ADMISSION_REASONS = {ResourceExhausted: "queue_full", DeadlineExceeded: "deadline_unreachable",
+                      Unavailable: "draining"}
 # Forgetting rate of the measured costs GetStats reports: about the last 50-100 batches
 # (the policy's own predictor forgets faster, to follow load changes).
 METER_EWMA = 0.02
@@ -113,7 +116,7 @@ class Dispatcher:
                 self._queued_items += job.size
                 self._cond.notify()
         except MoselError as exc:
-            self.stats.failed(exc.code.name, job.size)
+            self.stats.failed(exc.code.name, job.size, _ADMISSION_REASONS.get(type(exc), ""))
             raise
 
     def queue_depth(self) -> int:
@@ -138,7 +141,7 @@ class Dispatcher:
                     log.exception("%s: planning a round failed; failing the queued jobs", self.model.name)
                     round_jobs = []
                     for _, job in self._heap:
-                        self._fail(job, exc)
+                        self._fail(job, exc, "planning_failed")
                     self._heap, self._queued_items = [], 0
                 if not round_jobs:
                     continue
@@ -153,7 +156,7 @@ class Dispatcher:
                 self._commit(round_jobs, ticket, committed, measure)
             except Exception as exc:  # noqa: BLE001 - a round failure must settle its jobs
                 for job in round_jobs:
-                    self._fail(job, exc)
+                    self._fail(job, exc, "round_failed")
                 self._round_done(_Round(round_jobs, [], ticket, committed, pending=set(), groups=[], measure=measure,
                                         error=exc), committed)
 
@@ -177,7 +180,7 @@ class Dispatcher:
         while self._heap and self._heap[0][1].deadline <= now:
             _, job = heapq.heappop(self._heap)
             self._queued_items -= job.size
-            self._fail(job, DeadlineExceeded("deadline passed while queued; work not started"))
+            self._fail(job, DeadlineExceeded("deadline passed while queued; work not started"), "expired_in_queue")
             self.policy.job_expired(job, now)
         self._apply_tuning()
         queue = self._queue_snapshot()
@@ -190,7 +193,8 @@ class Dispatcher:
                 if id(job) in hopeless:
                     self._queued_items -= job.size
                     self._fail(job, DeadlineExceeded(
-                        "cannot meet the deadline even with the cheapest allowed configurations; not started"))
+                        "cannot meet the deadline even with the cheapest allowed configurations; not started"),
+                        "hopeless")
             heapq.heapify(kept)
             self._heap = kept
         taken, items = [], 0
@@ -265,12 +269,15 @@ class Dispatcher:
                 for modality, positions in batches.items():
                     tensors = [rnd.flat[i][1].inputs[modality] for i in positions]
                     if len(batches) == 1:
-                        embeddings, _ = self.encoders.encode(modality, tensors, timeout)
+                        embeddings, compute_us = self.encoders.encode(modality, tensors, timeout)
                         rnd.parts[slots[modality]] = (positions, embeddings)
+                        self.stats.encoded(modality, len(positions), compute_us / 1e6)
                     else:  # encoders sharing a lane still run their calls side by side
                         calls[modality] = (positions, self._calls.submit(self.encoders.encode, modality, tensors, timeout))
                 for modality, (positions, future) in calls.items():
-                    rnd.parts[slots[modality]] = (positions, future.result()[0])
+                    embeddings, compute_us = future.result()
+                    rnd.parts[slots[modality]] = (positions, embeddings)
+                    self.stats.encoded(modality, len(positions), compute_us / 1e6)
                 measured = time.monotonic() - started
         except Exception as exc:  # noqa: BLE001 - settled by the finishing step
             rnd.error = rnd.error or exc
@@ -306,7 +313,7 @@ class Dispatcher:
                 first += job.size
         except Exception as exc:  # noqa: BLE001 - every job of the round gets its answer
             for job in rnd.jobs:
-                self._fail(job, exc)
+                self._fail(job, exc, "round_failed")
         finally:
             self._round_done(rnd, started)
 
@@ -378,15 +385,15 @@ class Dispatcher:
             expected_accuracy=sum(accuracies) / len(accuracies), degraded=degraded > 0, timing=timing)
         late = finished > job.deadline
         self.stats.served_job([it.configuration for it in job.items], accuracies, degraded,
-                              (finished - job.received) * 1000.0, late)
+                              (finished - job.received) * 1000.0, late, queue_ms=(started - job.received) * 1000.0)
         if not job.future.done():
             job.future.set_result(response)
 
-    def _fail(self, job: Job, exc: BaseException) -> None:
+    def _fail(self, job: Job, exc: BaseException, reason: str = "") -> None:
         code, message = status_of(exc)
         if code == grpc.StatusCode.INTERNAL:
             log.error("job %s failed: %r", job.id, exc)
-        self.stats.failed(code.name, job.size)
+        self.stats.failed(code.name, job.size, reason)
         if not job.future.done():
             job.future.set_exception(exc if isinstance(exc, MoselError) else _as_error(code, message))
 

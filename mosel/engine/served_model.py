@@ -9,11 +9,17 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 
 from mosel.models.checkpoint import load_fusion_head, load_manifest
 from mosel.models.pack import ModelPack
+
+if TYPE_CHECKING:
+    from mosel.planning.costs import CostModel
+    from mosel.planning.solver import StrategyMatrix
+    from mosel.protocol.v1.profile_store_pb2 import ConfigurationAccuracy
 
 log = logging.getLogger(__name__)
 
@@ -23,11 +29,11 @@ class Profiles:
     """One consistent set of store records (None when the store has none yet)."""
 
     accuracy: dict[str, float] = field(default_factory=dict)
-    accuracy_detail: dict[str, object] = field(default_factory=dict)  # name -> ConfigurationAccuracy
+    accuracy_detail: dict[str, ConfigurationAccuracy] = field(default_factory=dict)
     accuracy_version: int = 0
     latency_version: int = 0
-    cost: object | None = None  # mosel.planning.costs cost model
-    matrix: object | None = None  # mosel.planning.solver.StrategyMatrix
+    cost: CostModel | None = None
+    matrix: StrategyMatrix | None = None
     matrix_version: int = 0
     thresholds: dict[str, float] = field(default_factory=dict)
     tuning_version: int = 0

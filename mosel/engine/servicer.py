@@ -59,7 +59,7 @@ class SelectionServicer(selection_pb2_grpc.SelectionServiceServicer):
                              max_job_size=self.max_job_size, rpc_remaining_s=rpc_remaining, item_field=item_field)
         except (MoselError, InvalidInput) as exc:
             d.stats.received(max(1, len(items)))
-            d.stats.failed(status_of(exc)[0].name, max(1, len(items)))
+            d.stats.failed(status_of(exc)[0].name, max(1, len(items)), "validation")
             raise
 
     def _run(self, job: Job) -> selection_pb2.InferJobResponse:
@@ -145,8 +145,8 @@ class SelectionServicer(selection_pb2_grpc.SelectionServiceServicer):
             detail = prof.accuracy_detail.get(name)
             configs.append(selection_pb2.ConfigurationInfo(
                 name=name, modalities=list(config_modalities(name)), accuracy=prof.accuracy.get(name, 0.0),
-                accuracy_ci_low=getattr(detail, "ci_low", 0.0), accuracy_ci_high=getattr(detail, "ci_high", 0.0),
-                samples=getattr(detail, "samples", 0), latency_ms_b1=model.latency_b1_ms(name)))
+                accuracy_ci_low=detail.ci_low if detail else 0.0, accuracy_ci_high=detail.ci_high if detail else 0.0,
+                samples=detail.samples if detail else 0, latency_ms_b1=model.latency_b1_ms(name)))
         return selection_pb2.ModelMetadata(
             name=model.name,
             modalities=[selection_pb2.ModalityInfo(
@@ -165,10 +165,8 @@ class SelectionServicer(selection_pb2_grpc.SelectionServiceServicer):
         depth = sum(d.queue_depth() for d in chosen)
         stats = selection_pb2.Stats(queue_depth=depth, policy=self.policy,
                                     pipeline_depth=max(d.pipeline_depth for d in chosen), **snap)
-        feedback = [d.policy.feedback for d in chosen if getattr(d.policy, "feedback", None) is not None]
-        if feedback:
-            now = time.monotonic()  # the dispatchers' clock
-            stats.planning_headroom_ms = 1000.0 * max(f.peek(now) for f in feedback)
+        now = time.monotonic()  # the dispatchers' clock
+        stats.planning_headroom_ms = 1000.0 * max(d.policy.planning_headroom_s(now) for d in chosen)
         for d in chosen:
             costs = d.measured_costs()
             if costs is None:

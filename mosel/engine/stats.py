@@ -1,16 +1,24 @@
-"""Serving statistics, updated by the dispatcher and read by GetStats."""
+"""Serving statistics of one model, updated by the dispatcher and the servicer and read by
+GetStats; with `metrics` given, the same events also feed the Prometheus families
+(mosel.metrics.families.SelectionMetrics), so both views count alike."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections import Counter, deque
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from mosel.metrics.families import SelectionMetrics
+
 
 class ServingStats:
-    def __init__(self, window: int = 20000):
+    def __init__(self, window: int = 20000, model: str = "", metrics: SelectionMetrics | None = None):
+        self.model = model
+        self.metrics = metrics
         self._lock = threading.Lock()
         self.started = time.monotonic()
         self.requests_received = 0
@@ -29,12 +37,24 @@ class ServingStats:
             self.jobs_received += 1
             self.requests_received += requests
 
-    def failed(self, code_name: str, requests: int) -> None:
+    def failed(self, code_name: str, requests: int, reason: str = "") -> None:
+        """`requests` not served, with the status code they got; `reason` a short tag
+        (e.g. queue_full, expired_in_queue), the code in lower case when not given."""
         with self._lock:
             self.errors[code_name] += requests
+        if self.metrics is not None:
+            self.metrics.refusals.labels(self.model, code_name, reason or code_name.lower()).inc(requests)
+
+    def encoded(self, modality: str, batch: int, compute_s: float) -> None:
+        """One encoder batch came back (`compute_s`: the encoder's own compute time)."""
+        if self.metrics is not None:
+            self.metrics.batch_size.labels(self.model, modality).observe(batch)
+            self.metrics.lane_seconds.labels(self.model, modality).observe(compute_s)
 
     def served_job(self, configurations: list[str], accuracies: list[float], degraded: int,
-                   latency_ms: float, late: bool) -> None:
+                   latency_ms: float, late: bool, queue_ms: float = 0.0) -> None:
+        if self.metrics is not None:
+            self._observe_served(configurations, accuracies, degraded, latency_ms, late, queue_ms)
         with self._lock:
             n = len(configurations)
             self.jobs_served += 1
@@ -45,6 +65,18 @@ class ServingStats:
             self._latency_ms.extend([latency_ms] * n)
             if late:
                 self.deadline_misses += n
+
+    def _observe_served(self, configurations, accuracies, degraded, latency_ms, late, queue_ms) -> None:
+        m, model, n = self.metrics, self.model, len(configurations)
+        m.job_seconds.labels(model).observe(latency_ms / 1000.0)
+        m.queue_seconds.labels(model).observe(queue_ms / 1000.0)
+        for config, accuracy in zip(configurations, accuracies):
+            m.requests_served.labels(model, config).inc()
+            m.expected_accuracy.labels(model).observe(accuracy)
+        if degraded:
+            m.requests_degraded.labels(model).inc(degraded)
+        if late:
+            m.late.labels(model).inc(n)
 
     def snapshot(self) -> dict:
         return ServingStats.combined([self])
@@ -77,3 +109,9 @@ class ServingStats:
             "latency_p99_ms": float(np.percentile(lat, 99)),
             "uptime_s": time.monotonic() - started,
         }
+
+
+def export_gauges(metrics: SelectionMetrics, model: str, queue_depth, headroom_s) -> None:
+    """Read the queue depth and planning headroom of `model` at every scrape (callables)."""
+    metrics.queue_depth.labels(model).set_function(queue_depth)
+    metrics.headroom.labels(model).set_function(headroom_s)

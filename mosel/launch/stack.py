@@ -1,23 +1,37 @@
 """Start the whole stack locally as separate processes, exactly as one would deploy it:
 profile store, one encoder service per modality, selection service.
 
-Used by `mosel up`, `mosel demo` and the integration tests. Each service gets a free
-port (or a fixed one), reports readiness through a ready file, and logs to
-`<home>/logs/<service>.log`. `stop()` sends SIGTERM so every service drains.
+Used by `mosel up`, `mosel demo`, the benchmarks and the integration tests. Each service is
+launched from its settings object (`settings.command()`), gets a free port (or a fixed
+one), reports readiness through a ready file, and logs to `<home>/logs/<service>.log`,
+whose first line is the command that started it. `stop()` sends SIGTERM so every service
+drains.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import signal
+import socket
 import subprocess
-import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mosel.config import repo_root
+from mosel.encoder.settings import EncoderSettings
+from mosel.engine.settings import SelectionSettings
+from mosel.server.flags import ServiceSettings
+from mosel.store.settings import ProfileStoreSettings
+
+
+def free_port() -> int:
+    """A loopback port free right now (for endpoints whose port is not reported back)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 class StackError(RuntimeError):
@@ -43,18 +57,17 @@ class ServiceProcess:
             return "(no log)"
 
 
-def launch(name: str, module: str, args: list[str], log_dir: Path, env: dict | None = None) -> ServiceProcess:
-    """Start `python -m module args... --ready-file F` with stderr to log_dir/name.log."""
+def launch(name: str, settings: ServiceSettings, log_dir: Path, env: dict | None = None) -> ServiceProcess:
+    """Start the service `settings` describe, with a ready file, stdout and stderr to log_dir/name.log."""
     log_dir.mkdir(parents=True, exist_ok=True)
     ready = Path(tempfile.mkdtemp(prefix=f"mosel-{name}-")) / "port"
+    command = replace(settings, ready_file=str(ready)).command()
     log_path = log_dir / f"{name}.log"
-    log_file = open(log_path, "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", module, *args, "--ready-file", str(ready)],
-        stdout=log_file, stderr=subprocess.STDOUT, cwd=str(repo_root()),
-        env={**os.environ, **(env or {})},
-    )
-    log_file.close()
+    with open(log_path, "w") as log_file:
+        log_file.write(shlex.join(command) + "\n")  # so a service that fails can be rerun by hand
+        log_file.flush()
+        proc = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, cwd=str(repo_root()),
+                                env={**os.environ, **(env or {})})
     return ServiceProcess(name, proc, ready, log_path)
 
 
@@ -81,12 +94,15 @@ class Stack:
     home: Path
     model: str = "av-digits"
     modalities: tuple[str, ...] = ("audio", "image", "video")
-    policy: str = "agnostic"
     device: str = "cpu"
     ports: dict[str, int] = field(default_factory=dict)  # service name -> fixed port (default: free port)
-    selection_args: list[str] = field(default_factory=list)
+    # What every selection service of the stack starts from (policy, scheduling knobs); its
+    # port, store, model and encoders are the stack's.
+    selection: SelectionSettings = field(default_factory=SelectionSettings)
     store_db: str | None = None
+    metrics: bool = False  # give every service a /metrics endpoint on a free port (see metrics_ports)
     services: dict[str, ServiceProcess] = field(default_factory=dict)
+    metrics_ports: dict[str, int] = field(default_factory=dict)  # service name -> its /metrics port
 
     @property
     def log_dir(self) -> Path:
@@ -101,59 +117,56 @@ class Stack:
 
     def start_store(self, timeout_s: float = 60.0) -> str:
         db = self.store_db or str(self.home / "profile_store.sqlite")
-        svc = launch("profile_store", "services.profile_store",
-                     ["--port", str(self.ports.get("profile_store", 0)), "--db", db], self.log_dir, self.env)
-        self.services[svc.name] = svc
-        self._wait([svc], timeout_s)
-        return svc.address
+        settings = ProfileStoreSettings(port=self.ports.get("profile_store", 0), db=db)
+        return self._start([("profile_store", settings)], timeout_s)[0].address
 
     def start_serving(self, timeout_s: float = 120.0) -> None:
         """Encoders, then the selection service (the store must be up and hold the model)."""
-        encoders = []
-        for modality in self.modalities:
-            name = f"encoder_{modality}"
-            svc = launch(name, "services.encoder",
-                         ["--model", self.model, "--modality", modality, "--device", self.device,
-                          "--port", str(self.ports.get(name, 0))], self.log_dir, self.env)
-            self.services[name] = svc
-            encoders.append(svc)
-        self._wait(encoders, timeout_s)
-        self.start_selection("selection", self.policy, timeout_s)
+        self._start([(f"encoder_{m}", EncoderSettings(model=self.model, modality=m, device=self.device,
+                                                      port=self.ports.get(f"encoder_{m}", 0)))
+                     for m in self.modalities], timeout_s)
+        self.start_selection("selection", self.selection.policy, timeout_s)
 
     def start_selection(self, name: str, policy: str, timeout_s: float = 120.0) -> str:
         """A selection service with `policy` on the running store and encoders; returns its address.
         Several can run side by side (e.g. one per policy, for comparisons on the same encoders)."""
-        args = ["--port", str(self.ports.get(name, 0)), "--profile-store", self.endpoint("profile_store"),
-                "--model", self.model, "--policy", policy, *self.selection_args]
-        for modality in self.modalities:
-            args += ["--encoder", f"{modality}={self.endpoint('encoder_' + modality)}"]
-        svc = launch(name, "services.selection", args, self.log_dir, self.env)
-        self.services[name] = svc
-        self._wait([svc], timeout_s)
-        return svc.address
+        settings = replace(self.selection, port=self.ports.get(name, 0), profile_store=self.endpoint("profile_store"),
+                           models=(self.model,), policy=policy,
+                           encoders=tuple(f"{m}={self.endpoint('encoder_' + m)}" for m in self.modalities))
+        return self._start([(name, settings)], timeout_s)[0].address
 
-    def _wait(self, services: list[ServiceProcess], timeout_s: float) -> None:
+    def _start(self, named: list[tuple[str, ServiceSettings]], timeout_s: float) -> list[ServiceProcess]:
+        if self.metrics:
+            for name, _ in named:
+                self.metrics_ports[name] = free_port()
+            named = [(name, replace(settings, metrics_port=self.metrics_ports[name])) for name, settings in named]
+        started = [launch(name, settings, self.log_dir, self.env) for name, settings in named]
+        self.services.update((svc.name, svc) for svc in started)
         try:
-            wait_ready(services, timeout_s)
+            wait_ready(started, timeout_s)
         except StackError:
             self.stop()
             raise
+        return started
+
+    def stop_service(self, name: str, grace_s: float = 30.0) -> int | None:
+        """SIGTERM one service (it drains), kill it if it outlasts grace_s; its exit code
+        (None if the stack runs no such service)."""
+        svc = self.services.pop(name, None)
+        if svc is None:
+            return None
+        if svc.proc.poll() is None:
+            svc.proc.send_signal(signal.SIGTERM)
+            try:
+                svc.proc.wait(grace_s)
+            except subprocess.TimeoutExpired:
+                svc.proc.kill()
+                svc.proc.wait()
+        return svc.proc.returncode
 
     def stop(self, grace_s: float = 30.0) -> dict[str, int]:
         """SIGTERM in reverse start order (front door first, so it drains before encoders go)."""
-        codes = {}
-        for name in reversed(list(self.services)):
-            svc = self.services[name]
-            if svc.proc.poll() is None:
-                svc.proc.send_signal(signal.SIGTERM)
-                try:
-                    svc.proc.wait(grace_s)
-                except subprocess.TimeoutExpired:
-                    svc.proc.kill()
-                    svc.proc.wait()
-            codes[name] = svc.proc.returncode
-        self.services.clear()
-        return codes
+        return {name: self.stop_service(name, grace_s) for name in reversed(list(self.services))}
 
 
 def _ensure_matrix(client, stack: Stack, progress: bool, say) -> None:

@@ -19,8 +19,7 @@ from typing import Callable, Iterator
 
 from mosel.config import mosel_home
 from mosel.store.client import ProfileStoreClient
-
-DEFAULT_STORE = "127.0.0.1:50051"
+from mosel.store.settings import DEFAULT_ADDRESS as DEFAULT_STORE
 
 
 @dataclass

@@ -1,11 +1,15 @@
 """Just-in-time build and loading of the mosel C++/CUDA torch extension (csrc/).
 
 `load_ops()` compiles the sources with torch.utils.cpp_extension.load (ninja) into
-`mosel_home()/build/ext-<hash>`, the hash covering the source contents, the torch
+`mosel_home()/build/ext-<hash>`, the hash covering every source and header, the torch
 version, whether CUDA sources are included and the compiler flags, and loads the
 library so that `torch.ops.mosel.*` resolve. A warm cache loads in well under a second.
 
-CUDA sources are included only when torch sees a GPU and a CUDA toolkit is found.
+Sources are discovered under csrc/: the shared code in common/ and one folder per op
+family in ops/<family>/ (schemas `<family>.cpp`, CPU kernels `*_cpu.cpp`, CUDA glue
+`*_cuda.cpp`, CUDA kernels `*.cu`). The CUDA ones are included only when torch sees a
+GPU and a CUDA toolkit is found. Once loaded, the ops' fake kernels (mosel.ops.fake) are
+registered, so code calling them compiles with torch.compile.
 
 When the extension cannot be used (sources missing, build or load failure, or
 MOSEL_DISABLE_EXT=1) one warning naming the reason is logged per process,
@@ -31,6 +35,11 @@ logger = logging.getLogger(__name__)
 
 CSRC_DIR = Path(__file__).resolve().parents[2] / "csrc"
 EXTENSION_NAME = "mosel_ops"
+# Op family -> its ops; csrc/ops/<family>/<family>.cpp declares their schemas.
+OP_FAMILIES = {
+    "drop_and_pack": ("drop_and_pack", "drop_and_pack_into"),
+    "scatter_back": ("scatter_back", "scatter_back_into"),
+}
 DISABLE_ENV = "MOSEL_DISABLE_EXT"
 # A build lock older than this is left over from a killed build (torch's FileBaton
 # would otherwise wait on it forever).
@@ -48,18 +57,35 @@ def _disabled() -> bool:
     return os.environ.get(DISABLE_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
 
+def _is_cuda_source(path: Path) -> bool:
+    return path.suffix == ".cu" or path.stem.endswith("_cuda")
+
+
 def _sources(with_cuda: bool) -> list[Path]:
-    """The translation units: the schema file, the CPU kernels, and with CUDA the glue
-    and the kernels (.cu)."""
-    cpu = [CSRC_DIR / "ops.cpp", *sorted((CSRC_DIR / "cpu").glob("*.cpp"))]
-    if not with_cuda:
-        return cpu
-    cuda_dir = CSRC_DIR / "cuda"
-    return cpu + sorted(cuda_dir.glob("*.cpp")) + sorted(cuda_dir.glob("*.cu"))
+    """The translation units under csrc/ (.cpp, and .cu), without the CUDA ones
+    (`*.cu`, `*_cuda.cpp`) unless `with_cuda`."""
+    found = sorted(p for p in CSRC_DIR.rglob("*") if p.is_file() and p.suffix in (".cpp", ".cu"))
+    return [p for p in found if with_cuda or not _is_cuda_source(p)]
+
+
+def _schema_files() -> list[Path]:
+    return [CSRC_DIR / "ops" / family / f"{family}.cpp" for family in OP_FAMILIES]
+
+
+def _object_clashes(sources: list[Path]) -> list[str]:
+    """Sources that torch's ninja build would compile to the same object file: it names
+    objects after the file name alone, so one would silently replace the other."""
+    by_object: dict[str, list[str]] = {}
+    for src in sources:
+        obj = src.stem + (".cuda" if src.suffix == ".cu" else "")
+        by_object.setdefault(obj, []).append(str(src.relative_to(CSRC_DIR)))
+    return [" and ".join(paths) for paths in by_object.values() if len(paths) > 1]
 
 
 def _hashed_files() -> list[Path]:
-    return sorted(p for p in CSRC_DIR.rglob("*") if p.is_file() and p.suffix in (".cpp", ".cu", ".h", ".cuh"))
+    """Every source and header under csrc/: what the build depends on."""
+    suffixes = (".cpp", ".cu", ".h", ".hpp", ".cuh")
+    return sorted(p for p in CSRC_DIR.rglob("*") if p.is_file() and p.suffix in suffixes)
 
 
 def _cuda_wanted() -> tuple[bool, str]:
@@ -155,11 +181,13 @@ def _build_and_load() -> bool:
     if _disabled():
         return _fail(f"disabled by {DISABLE_ENV}={os.environ.get(DISABLE_ENV)}")
     with_cuda, cuda_reason = _cuda_wanted()
+    missing = [str(p.relative_to(CSRC_DIR)) for p in _schema_files() if not p.is_file()]
+    if missing:
+        return _fail(f"extension sources missing under {CSRC_DIR}: {', '.join(missing)}")
     sources = _sources(with_cuda)
-    missing = [str(p) for p in sources if not p.is_file()]
-    if not CSRC_DIR.is_dir() or missing or not (CSRC_DIR / "mosel_ops.h").is_file():
-        what = ", ".join(missing) or str(CSRC_DIR / "mosel_ops.h")
-        return _fail(f"extension sources missing under {CSRC_DIR}: {what}")
+    clashes = _object_clashes(sources)
+    if clashes:
+        return _fail(f"extension sources under {CSRC_DIR} need distinct file names: {'; '.join(clashes)}")
     cflags = _cflags()
     cuda_cflags = _cuda_cflags() if with_cuda else []
     digest = _build_hash(sources, with_cuda, cflags, cuda_cflags)
@@ -193,10 +221,13 @@ def _build_and_load() -> bool:
         text = str(exc) or type(exc).__name__
         return _fail(f"build/load in {build_dir} failed: {_short(text)}", text)
     try:
-        for op in ("drop_and_pack", "drop_and_pack_into", "scatter_back", "scatter_back_into"):
-            getattr(torch.ops.mosel, op)
+        for ops in OP_FAMILIES.values():
+            for op in ops:
+                getattr(torch.ops.mosel, op)
     except (AttributeError, RuntimeError) as exc:
         return _fail(f"library loaded but torch.ops.mosel is incomplete: {exc}")
+    from mosel.ops import fake  # noqa: F401  (registers the fake kernels on import)
+
     _loaded = True
     return True
 

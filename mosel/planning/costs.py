@@ -27,156 +27,15 @@ Both models serialise to plain JSON-able dicts (`to_dict`) and back
 
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Any, Mapping, Sequence, Union
 
-from mosel.modalities import all_configurations, config_modalities, config_name
+from mosel.modalities import all_configurations, config_modalities
+from mosel.planning.cost_inputs import (canonical_order, check_configuration, check_count, check_keys,
+                                        check_modalities, check_table, common_max_batch, infer_order)
 
 Split = Union[Mapping[str, int], Sequence[int]]
 
 PLACEMENTS = ("shared", "separate")
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def _check_modalities(modalities: Sequence[str], what: str) -> tuple[str, ...]:
-    if isinstance(modalities, str) or not isinstance(modalities, Sequence):
-        raise ValueError(f"{what}: expected a list of modality names, got {modalities!r}")
-    out = tuple(modalities)
-    if not out:
-        raise ValueError(f"{what}: at least one modality is needed")
-    for m in out:
-        if not isinstance(m, str) or not m or "+" in m:
-            raise ValueError(f"{what}: invalid modality name {m!r}")
-    if len(set(out)) != len(out):
-        dup = sorted({m for m in out if out.count(m) > 1})
-        raise ValueError(f"{what}: duplicate modalities {dup}")
-    return out
-
-
-def _infer_order(names: Sequence[str]) -> tuple[str, ...]:
-    """A modality order in which every configuration name is canonical.
-
-    Each name "a+b+c" says a comes before b before c. The order is a topological sort of
-    these constraints, ties broken by first appearance; contradictory names are refused.
-    """
-    first_seen: dict[str, int] = {}
-    after: dict[str, set[str]] = {}
-    for name in names:
-        parts = _split_name(name)
-        for m in parts:
-            first_seen.setdefault(m, len(first_seen))
-            after.setdefault(m, set())
-        for left, right in zip(parts, parts[1:]):
-            after[left].add(right)
-    indegree = {m: 0 for m in first_seen}
-    for m, succ in after.items():
-        for s in succ:
-            indegree[s] += 1
-    order: list[str] = []
-    ready = sorted((m for m, d in indegree.items() if d == 0), key=first_seen.get)
-    while ready:
-        m = ready.pop(0)
-        order.append(m)
-        for s in after[m]:
-            indegree[s] -= 1
-            if indegree[s] == 0:
-                ready.append(s)
-        ready.sort(key=first_seen.get)
-    if len(order) != len(first_seen):
-        raise ValueError(
-            f"configuration names {list(names)} list modalities in contradictory orders; "
-            "pass modalities=[...] explicitly"
-        )
-    return tuple(order)
-
-
-def _split_name(name: Any) -> tuple[str, ...]:
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"invalid configuration name {name!r}")
-    parts = config_modalities(name)
-    if any(not p for p in parts):
-        raise ValueError(f"invalid configuration name {name!r}: empty modality name")
-    if len(set(parts)) != len(parts):
-        raise ValueError(f"invalid configuration name {name!r}: repeated modality")
-    return parts
-
-
-def _check_configuration(name: Any, modalities: Sequence[str]) -> str:
-    parts = _split_name(name)
-    unknown = [p for p in parts if p not in modalities]
-    if unknown:
-        raise ValueError(
-            f"configuration {name!r}: unknown modalities {unknown}; model has {list(modalities)}"
-        )
-    canonical = config_name(parts, modalities)
-    if canonical != name:
-        raise ValueError(
-            f"configuration {name!r} is not canonical for modality order {list(modalities)} "
-            f"(expected {canonical!r})"
-        )
-    return name
-
-
-def _canonical_order(configs: Sequence[str], modalities: Sequence[str]) -> tuple[str, ...]:
-    rank = {c: i for i, c in enumerate(all_configurations(modalities))}
-    return tuple(sorted(configs, key=rank.__getitem__))
-
-
-def _check_table(table: Any, what: str) -> tuple[float, ...]:
-    """A latency table for n = 0..len-1: finite, non-negative numbers, table[0] == 0."""
-    if isinstance(table, (str, bytes, Mapping)) or not isinstance(table, Sequence):
-        if hasattr(table, "tolist"):  # numpy arrays
-            table = table.tolist()
-        else:
-            raise ValueError(f"{what}: expected a list of latencies for n = 0..B, got {type(table).__name__}")
-    if len(table) < 2:
-        raise ValueError(f"{what}: latency table needs entries for n = 0..B with B >= 1, got {len(table)}")
-    out: list[float] = []
-    for n, value in enumerate(table):
-        if value is None:
-            raise ValueError(f"{what}: missing latency for batch size {n}")
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise ValueError(f"{what}: latency for batch size {n} is not a number: {value!r}")
-        v = float(value)
-        if math.isnan(v):
-            raise ValueError(f"{what}: latency for batch size {n} is NaN")
-        if math.isinf(v):
-            raise ValueError(f"{what}: latency for batch size {n} is infinite")
-        if v < 0:
-            raise ValueError(f"{what}: latency for batch size {n} is negative ({v})")
-        out.append(v)
-    if out[0] != 0.0:
-        raise ValueError(f"{what}: latency for batch size 0 must be 0, got {out[0]}")
-    return tuple(out)
-
-
-def _common_max_batch(tables: Mapping[str, tuple[float, ...]], what: str) -> int:
-    longest = max(len(t) for t in tables.values())
-    for key, t in tables.items():
-        if len(t) != longest:
-            missing = (
-                f"batch size {len(t)}" if len(t) == longest - 1 else f"batch sizes {len(t)}..{longest - 1}"
-            )
-            raise ValueError(
-                f"{what} {key!r}: latency table covers n = 0..{len(t) - 1} but others go to "
-                f"{longest - 1}; missing {missing}"
-            )
-    return longest - 1
-
-
-def _check_count(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{what}: count must be an integer, got {value!r}")
-    v = int(value)
-    if v < 0:
-        raise ValueError(f"{what}: count must be >= 0, got {v}")
-    return v
-
-
-# --------------------------------------------------------------------------- models
 
 
 class CostModel:
@@ -197,7 +56,7 @@ class CostModel:
                     raise ValueError(
                         f"split: unknown configuration {c!r}; cost model has {list(self.configurations)}"
                     )
-                out[index[c]] = _check_count(v, f"split[{c!r}]")
+                out[index[c]] = check_count(v, f"split[{c!r}]")
             return tuple(out)
         if isinstance(x, (str, bytes)) or not hasattr(x, "__len__"):
             raise ValueError(f"split: expected a mapping or a sequence of counts, got {x!r}")
@@ -208,7 +67,7 @@ class CostModel:
                 f"split: {len(x)} counts given for {len(self.configurations)} configurations "
                 f"{list(self.configurations)}"
             )
-        return tuple(_check_count(v, f"split[{c!r}]") for c, v in zip(self.configurations, x))
+        return tuple(check_count(v, f"split[{c!r}]") for c, v in zip(self.configurations, x))
 
     def latency(self, x: Split) -> float:
         raise NotImplementedError
@@ -265,15 +124,15 @@ class JointCost(CostModel):
             raise ValueError("config_latency: expected a non-empty dict configuration -> latency table")
         names = list(config_latency)
         if modalities is None:
-            order = _infer_order(names)
+            order = infer_order(names)
         else:
-            order = _check_modalities(modalities, "modalities")
+            order = check_modalities(modalities, "modalities")
         for name in names:
-            _check_configuration(name, order)
-        tables = {c: _check_table(config_latency[c], f"config_latency[{c!r}]") for c in names}
+            check_configuration(name, order)
+        tables = {c: check_table(config_latency[c], f"config_latency[{c!r}]") for c in names}
         self.modalities: tuple[str, ...] = order
-        self.configurations: tuple[str, ...] = _canonical_order(names, order)
-        self.max_batch: int = _common_max_batch(tables, "configuration")
+        self.configurations: tuple[str, ...] = canonical_order(names, order)
+        self.max_batch: int = common_max_batch(tables, "configuration")
         self.config_latency: dict[str, tuple[float, ...]] = {c: tables[c] for c in self.configurations}
 
     def latency(self, x: Split) -> float:
@@ -337,24 +196,20 @@ class LateFusionCost(CostModel):
         if placement not in PLACEMENTS:
             raise ValueError(f"placement: expected one of {list(PLACEMENTS)}, got {placement!r}")
         if modalities is None:
-            order = _check_modalities(list(encoder_latency), "encoder_latency")
+            order = check_modalities(list(encoder_latency), "encoder_latency")
         else:
-            order = _check_modalities(modalities, "modalities")
-            missing = [m for m in order if m not in encoder_latency]
-            if missing:
-                raise ValueError(f"encoder_latency: no latency table for modalities {missing}")
-            extra = [m for m in encoder_latency if m not in order]
-            if extra:
-                raise ValueError(f"encoder_latency: unknown modalities {extra}; model has {list(order)}")
-        tables = {m: _check_table(encoder_latency[m], f"encoder_latency[{m!r}]") for m in order}
+            order = check_modalities(modalities, "modalities")
+            check_keys(encoder_latency, order, "encoder_latency", value="latency table", keys="modalities",
+                       owner="model")
+        tables = {m: check_table(encoder_latency[m], f"encoder_latency[{m!r}]") for m in order}
         if head_latency is not None:
             tables_with_head = dict(tables)
-            head = _check_table(head_latency, "head_latency")
+            head = check_table(head_latency, "head_latency")
             tables_with_head["<fusion head>"] = head
-            max_batch = _common_max_batch(tables_with_head, "table")
+            max_batch = common_max_batch(tables_with_head, "table")
         else:
             head = None
-            max_batch = _common_max_batch(tables, "encoder")
+            max_batch = common_max_batch(tables, "encoder")
         if configurations is None:
             configs = tuple(all_configurations(order))
         else:
@@ -363,10 +218,10 @@ class LateFusionCost(CostModel):
             if not configurations:
                 raise ValueError("configurations: at least one configuration is needed")
             for c in configurations:
-                _check_configuration(c, order)
+                check_configuration(c, order)
             if len(set(configurations)) != len(configurations):
                 raise ValueError(f"configurations: duplicates in {list(configurations)}")
-            configs = _canonical_order(list(configurations), order)
+            configs = canonical_order(list(configurations), order)
         self.modalities: tuple[str, ...] = order
         self.configurations: tuple[str, ...] = configs
         self.placement: str = placement
@@ -378,16 +233,18 @@ class LateFusionCost(CostModel):
             tuple(order.index(m) for m in config_modalities(c)) for c in configs
         )
 
-    def _loads(self, counts: tuple[int, ...]) -> list[int]:
-        loads = [0] * len(self.modalities)
+    def loads(self, counts: Sequence[int]) -> list[int]:
+        """Per-encoder loads (modality order) of counts aligned to `configurations`, unchecked
+        (a batch may exceed max_batch: callers that cost it past the tables need that)."""
+        out = [0] * len(self.modalities)
         for encoders, n in zip(self.config_encoders, counts):
             for m in encoders:
-                loads[m] += n
-        return loads
+                out[m] += n
+        return out
 
     def encoder_loads(self, x: Split) -> dict[str, int]:
         """load_m = sum of x_c over the configurations c that use modality m."""
-        return dict(zip(self.modalities, self._loads(self.counts(x))))
+        return dict(zip(self.modalities, self.loads(self.counts(x))))
 
     def latency_of_loads(self, loads: Sequence[int], b: int) -> float:
         """Job latency given per-encoder loads (modality order) and the job size b."""
@@ -408,7 +265,7 @@ class LateFusionCost(CostModel):
 
     def latency(self, x: Split) -> float:
         counts = self.counts(x)
-        return self.latency_of_loads(self._loads(counts), sum(counts))
+        return self.latency_of_loads(self.loads(counts), sum(counts))
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -16,7 +16,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROTO_ROOT = REPO_ROOT / "protos"
-STUB_DIRS = ("mosel/protocol/v1",)  # relative to PROTO_ROOT and to the repository root alike
+STUB_DIRS = ("mosel/protocol/v1", "mosel/protocol/kserve")  # relative to PROTO_ROOT and to the repository root alike
 
 
 def proto_files() -> list[Path]:

@@ -89,6 +89,9 @@ class MoselPolicy(ProfiledPolicy):
             late = sum(1 for d in due if now > d)
             self.feedback.observe(now, late, len(due) - late)
 
+    def planning_headroom_s(self, now: float) -> float:
+        return self.feedback.peek(now)
+
     def job_expired(self, job: Job, now: float) -> None:
         """The dispatcher failed a queued job whose deadline passed: a miss."""
         self.forget(job)

@@ -66,6 +66,10 @@ class Policy(ABC):
     def job_expired(self, job: Job, now: float) -> None:
         """A queued job's deadline passed before it started: the dispatcher failed it."""
 
+    def planning_headroom_s(self, now: float) -> float:
+        """Time the plans currently keep in hand for misses (reported by GetStats); 0 if none."""
+        return 0.0
+
 
 def full_configuration(candidates: list[str]) -> str:
     """The candidate with the most modalities (ties: the more accurate, listed first)."""

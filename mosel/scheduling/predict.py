@@ -1,19 +1,7 @@
 """Finish-time prediction for an EDF queue from per-encoder backlogs (docs/architecture.md, "The scheduler").
 
-The dispatcher (mosel.engine.dispatcher) forms *rounds*: queued jobs in EDF order are
-taken while the round holds at most `max_round_items` requests; a job is never split and
-round formation stops at the first job that does not fit (no skipping ahead). Round
-formation depends only on job sizes, never on the chosen configurations.
-
-A committed round puts one batch on each *lane* its requests use. A lane is a queue of
-encoder work that runs one batch at a time (`lane_groups`):
-- LateFusionCost, placement "separate": one lane per encoder (each on its own device), so
-  a round's audio batch can run while the previous round's video batch is still running;
-- LateFusionCost, placement "shared": one lane for all encoders (they share a device and
-  their costs add up);
-- JointCost (and any other cost model): one lane for the whole model.
-A lane batch costs the profiled latency of its per-encoder loads (a batch past the
-profiled max_batch is costed as ceil(n / B) batches: q * L(B) + L(r)); when every lane of a
+Jobs are grouped into rounds and rounds run on lanes as mosel.scheduling.rounds describes.
+A lane batch costs the profiled latency of its per-encoder loads; when every lane of a
 round is done, the finishing step runs the fusion head (the head profile, if any) and
 answers every request (NOMINAL_ANSWER_S each, before correction).
 Up to `depth` rounds are in flight at once (the dispatcher's pipeline depth): the next
@@ -21,16 +9,13 @@ round is committed when one finishes. Depth 1 with one lane is the paper's stric
 round-after-round schedule.
 
 Each lane's batch time is predicted as `overhead_s + scale * profiled` by a `LinearFit`
-learned from the batches that lane has run (the fixed part is what a profile cannot see:
-gRPC calls, (de)serialisation; it dominates small batches on a live stack); the round's
-finishing step (head, answers) has a fit of its own and runs one round at a time, like a
-lane of its own. The live state is the time each lane is predicted to clear its committed
-batches (`lane_free`, the finishing step last) and the predicted finish of every round in
-flight; both are corrected as batches and rounds report back. For queued rounds the
-finishing step is taken in commit order (a later round that uses only a fast encoder may
-in fact finish first: the prediction is then slightly pessimistic for it).
-
-A job larger than max_round_items is predicted to run alone in one round.
+(mosel.scheduling.fit) learned from the batches that lane has run; the round's finishing
+step (head, answers) has a fit of its own and runs one round at a time, like a lane of its
+own. The live state is the time each lane is predicted to clear its committed batches
+(`lane_free`, the finishing step last) and the predicted finish of every round in flight;
+both are corrected as batches and rounds report back. For queued rounds the finishing step
+is taken in commit order (a later round that uses only a fast encoder may in fact finish
+first: the prediction is then slightly pessimistic for it).
 
 Fast paths (the policy calls these every dispatcher round, see issue #5):
 - `rounds(sizes)` remembers the last round formation and reuses it while the size list is
@@ -52,7 +37,11 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from mosel.planning.costs import CostModel, JointCost, LateFusionCost
+from mosel.planning.costs import CostModel, LateFusionCost
+from mosel.scheduling.fit import LinearFit
+# lane_groups and round_latency are part of this module's public API (the dispatcher and the
+# policies import them from here).
+from mosel.scheduling.rounds import form_rounds, lane_groups, round_latency, table_at
 
 
 # Rounds in flight at once in a serving dispatcher unless told otherwise (--pipeline-depth);
@@ -65,136 +54,6 @@ NOMINAL_ANSWER_S = 1e-4
 # last LATENESS_WINDOW rounds.
 LATENESS_QUANTILE = 0.9
 LATENESS_WINDOW = 200
-
-
-def _table_at(table: Sequence[float], n: int) -> float:
-    """L(n), extended past the table's end as full batches of the largest size."""
-    if n <= 0:
-        return 0.0
-    top = len(table) - 1
-    if n <= top:
-        return table[n]
-    q, r = divmod(n, top)
-    return q * table[top] + table[r]
-
-
-def round_latency(cost: CostModel, counts: Sequence[int]) -> float:
-    """Latency (cost units) of one round whose combined split is `counts` (aligned to
-    `cost.configurations`) run on its own: the additive cost the strategy options use."""
-    if isinstance(cost, JointCost):
-        total = 0.0
-        for c, n in zip(cost.configurations, counts):
-            if n:
-                total += _table_at(cost.config_latency[c], n)
-        return total
-    if isinstance(cost, LateFusionCost):
-        loads = _encoder_loads(cost, counts)
-        if max(loads) <= cost.max_batch and sum(counts) <= cost.max_batch:
-            return cost.latency_of_loads(loads, sum(counts))
-        parts = [_table_at(cost.encoder_latency[m], n) for m, n in zip(cost.modalities, loads)]
-        total = sum(parts) if cost.placement == "shared" else max(parts)
-        if cost.head_latency is not None:
-            total += _table_at(cost.head_latency, sum(counts))
-        return total
-    return float(cost.latency(tuple(counts)))
-
-
-def _encoder_loads(cost: LateFusionCost, counts: Sequence[int]) -> list[int]:
-    loads = [0] * len(cost.modalities)
-    for encoders, n in zip(cost.config_encoders, counts):
-        for m in encoders:
-            loads[m] += n
-    return loads
-
-
-def lane_groups(cost: CostModel | None, modalities: Sequence[str]) -> list[tuple[str, ...]]:
-    """The lanes (groups of modalities whose batches run one after another) of a model:
-    one per encoder for late fusion on separate devices, otherwise one for all. Without a
-    cost model (not profiled yet) all `modalities` form one lane. Lanes are numbered in
-    this order by the predictor and the dispatcher alike."""
-    if isinstance(cost, LateFusionCost) and cost.placement == "separate":
-        return [(m,) for m in cost.modalities]
-    return [tuple(modalities)]
-
-
-def form_rounds(sizes: Sequence[int], max_round_items: int) -> list[tuple[int, int]]:
-    """[start, end) index ranges of the rounds the dispatcher forms from jobs of `sizes`
-    (EDF order): greedy, never splitting a job, stopping at the first job that does not fit."""
-    rounds = []
-    i, n = 0, len(sizes)
-    while i < n:
-        j, items = i, 0
-        while j < n and items + sizes[j] <= max_round_items:
-            items += sizes[j]
-            j += 1
-        if j == i:  # a job larger than a round: predicted to run alone
-            j = i + 1
-        rounds.append((i, j))
-        i = j
-    return rounds
-
-
-class LinearFit:
-    """measured ~ overhead_s + scale * profiled, least squares with exponential forgetting
-    (weight 1 - ewma per sample), so the fixed part and the scale separate as soon as
-    batches of different sizes have been seen. With a single size the excess over the
-    profile is taken as fixed cost (a shortfall as a scale below 1)."""
-
-    def __init__(self, ewma: float = 0.2, bounds: tuple[float, float] = (0.5, 4.0)):
-        if not 0.0 < ewma <= 1.0:
-            raise ValueError(f"ewma must be in (0, 1], got {ewma}")
-        self.ewma = float(ewma)
-        self.bounds = bounds
-        self.overhead_s = 0.0
-        self.scale = 1.0
-        self.samples = 0
-        self._abs_log_error = 0.0  # EWMA of |log(measured / predicted)|, predicted before the update
-        self._sums = [0.0] * 5  # weight, profiled, measured, profiled^2, profiled*measured
-
-    def __call__(self, profiled_s: float) -> float:
-        return self.overhead_s + self.scale * profiled_s
-
-    def update(self, profiled_s: float, measured_s: float) -> None:
-        if not (profiled_s >= 0 and measured_s >= 0 and math.isfinite(measured_s) and math.isfinite(profiled_s)):
-            return
-        keep = 1.0 - self.ewma
-        predicted = self(profiled_s)
-        if predicted > 0 and measured_s > 0 and self.samples:
-            err = abs(math.log(measured_s / predicted))
-            self._abs_log_error = keep * self._abs_log_error + self.ewma * err
-        f = self._sums
-        f[0] = keep * f[0] + 1.0
-        f[1] = keep * f[1] + profiled_s
-        f[2] = keep * f[2] + measured_s
-        f[3] = keep * f[3] + profiled_s * profiled_s
-        f[4] = keep * f[4] + profiled_s * measured_s
-        self.samples += 1
-        w, sp, sm, spp, spm = f
-        lo, hi = self.bounds
-        if sp <= 1e-12 * max(sm, 1e-30):  # nothing profiled (e.g. no head profile): all overhead
-            self.scale, self.overhead_s = 1.0, sm / w
-            return
-        spread = w * spp - sp * sp
-        if spread > 1e-6 * w * spp:
-            self.scale = min(hi, max(lo, (w * spm - sp * sm) / spread))
-            self.overhead_s = max(0.0, (sm - self.scale * sp) / w)
-        elif sm >= sp:  # one batch size seen: what the profile misses is taken as fixed cost
-            self.scale, self.overhead_s = 1.0, (sm - sp) / w
-        else:
-            self.scale, self.overhead_s = max(lo, sm / sp), 0.0
-
-    @property
-    def noise(self) -> float:
-        """Spread of measured around predicted: sigma of the log error, from its mean
-        absolute value (x sqrt(pi / 2), exact for a normal error)."""
-        return 1.2533 * self._abs_log_error
-
-    def copy_from(self, other: "LinearFit") -> None:
-        self.overhead_s, self.scale, self.samples = other.overhead_s, other.scale, other.samples
-        self._sums, self._abs_log_error = list(other._sums), other._abs_log_error
-
-    def to_dict(self) -> dict:
-        return {"overhead_ms": self.overhead_s * 1e3, "scale": self.scale, "noise": self.noise, "samples": self.samples}
 
 
 @dataclass
@@ -286,10 +145,10 @@ class Predictor:
         cost, unit = self.cost, self.unit_s
         items = sum(combined)
         if isinstance(cost, LateFusionCost):
-            loads = _encoder_loads(cost, combined)
-            lanes = [sum(_table_at(cost.encoder_latency[cost.modalities[m]], loads[m]) for m in encoders) * unit
+            loads = cost.loads(combined)
+            lanes = [sum(table_at(cost.encoder_latency[cost.modalities[m]], loads[m]) for m in encoders) * unit
                      for encoders in self._lane_encoders]
-            head = _table_at(cost.head_latency, items) * unit if cost.head_latency is not None else 0.0
+            head = table_at(cost.head_latency, items) * unit if cost.head_latency is not None else 0.0
         else:
             lanes, head = [round_latency(cost, combined) * unit], 0.0
         # the finishing step also builds and sends an answer per request, which no profile

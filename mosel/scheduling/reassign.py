@@ -4,7 +4,7 @@ subject to every job's predicted finish meeting its budget.
 Latency model (the *additive approximation*): jobs run one after another in EDF order, job
 k taking `option.latency`, so job k finishes after the prefix sum of the latencies of jobs
 0..k. Constraint: prefix_k <= budget_k for every job. The live system batches several jobs
-into one round (mosel.scheduling.predict), where jobs interact through shared batches; the
+into one round (mosel.scheduling.rounds), where jobs interact through shared batches; the
 policy therefore scales the options' latencies by the round/additive ratio of the current
 queue and checks the result with the lane predictor (see MoselPolicy). Under the
 additive model the optimisation below is exact.

@@ -1,45 +1,53 @@
-"""Flags every service shares, so `python -m services.<name> --help` reads alike."""
+"""Flags every service shares, so `python -m services.<name> --help` reads alike: the
+`ServiceSettings` base of each service's settings, and setting a service process up from it."""
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
+from dataclasses import dataclass
 
 from mosel.server.channels import DEFAULT_MAX_MESSAGE_BYTES
+from mosel.server.settings import Settings, setting
+
+MIB = 1024 * 1024
 
 
-def common_parser(description: str, default_port: int, store_client: bool = True) -> argparse.ArgumentParser:
-    """Shared flags; `store_client=False` for the profile store itself (it has no upstream)."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=default_port, help=f"port to bind, 0 = any free (default {default_port})")
-    if store_client:
-        parser.add_argument("--profile-store", default="127.0.0.1:50051", metavar="HOST:PORT",
-                            help="profile store address (default 127.0.0.1:50051)")
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default cpu)")
-    parser.add_argument("--log-level", default="INFO", help="stderr log level (default INFO)")
-    parser.add_argument("--max-message-mb", type=int, default=DEFAULT_MAX_MESSAGE_BYTES // (1024 * 1024),
-                        help="gRPC message size limit, both directions (default 64)")
-    parser.add_argument("--grace-s", type=float, default=30.0,
-                        help="on SIGTERM, seconds to let in-flight calls finish (default 30)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch intra-op threads (default 1: services share cores; OpenMP spinning "
-                             "threads of several processes on the same cores slow each other down badly)")
-    parser.add_argument("--ready-file", default=None,
-                        help="write the bound port to this file once SERVING (for supervisors)")
-    return parser
+@dataclass(frozen=True, kw_only=True)
+class ServiceSettings(Settings):
+    """Binding, logging, limits and the drain of one service process. Each service gives
+    `port` its own default (`redefault(ServiceSettings, "port", N)`)."""
+
+    host: str = setting("127.0.0.1", "address to bind")
+    port: int = setting(0, "port to bind, 0 = any free", at_least=0, at_most=65535)
+    device: str = setting("cpu", "torch device, e.g. cpu, cuda, cuda:1")
+    log_level: str = setting("INFO", "stderr log level")
+    max_message_mb: int = setting(DEFAULT_MAX_MESSAGE_BYTES // MIB, "gRPC message size limit, both directions",
+                                  at_least=1)
+    grace_s: float = setting(30.0, "on SIGTERM, seconds to let in-flight calls finish", at_least=0)
+    threads: int = setting(1, "torch intra-op threads (default {default}: services share cores; OpenMP spinning "
+                              "threads of several processes on the same cores slow each other down badly)")
+    ready_file: str | None = setting(None, "write the bound port to this file once SERVING (for supervisors)")
+    metrics_port: int = setting(-1, "Prometheus /metrics port on --host (0 = any free, -1 = no metrics)",
+                                at_least=-1, at_most=65535)
+
+    @property
+    def max_message_bytes(self) -> int:
+        return self.max_message_mb * MIB
+
+    def setup_logging(self, service: str) -> None:
+        logging.basicConfig(
+            level=self.log_level.upper(),
+            stream=sys.stderr,
+            format=f"%(asctime)s %(levelname)s {service} %(name)s: %(message)s",
+        )
+
+    def apply_threads(self) -> None:
+        import torch
+
+        torch.set_num_threads(max(1, self.threads))
 
 
-def apply_threads(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(max(1, threads))
-
-
-def setup_logging(level: str, service: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        stream=sys.stderr,
-        format=f"%(asctime)s %(levelname)s {service} %(name)s: %(message)s",
-    )
+def checkpoint_home():
+    """The `--home` field of the services that load checkpoints."""
+    return setting(None, "state directory holding checkpoints (default $MOSEL_HOME)")

@@ -13,7 +13,7 @@ import signal
 import threading
 from concurrent import futures
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -72,6 +72,7 @@ def start_server(
     max_workers: int = 32,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     max_concurrent_rpcs: int | None = None,
+    interceptors: Sequence[grpc.ServerInterceptor] = (),
 ) -> RunningServer:
     """Start serving; health stays NOT_SERVING until the caller says it is ready.
 
@@ -81,6 +82,7 @@ def start_server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
         options=channel_options(max_message_bytes),
         maximum_concurrent_rpcs=max_concurrent_rpcs,
+        interceptors=list(interceptors),
     )
     names = [r.service_name for r in registrations]
     for r in registrations:

@@ -10,7 +10,7 @@ formation as mosel.engine.dispatcher, against a cost model instead of encoders:
   taken in EDF order while the round holds at most `max_round_items` requests (never
   splitting a job, stopping at the first job that does not fit; a job larger than a round
   runs alone);
-- the round puts one batch on each lane it uses (the lanes of mosel.scheduling.predict:
+- the round puts one batch on each lane it uses (the lanes of mosel.scheduling.rounds:
   one per encoder for late fusion on separate devices, else one); a lane runs its batches
   one at a time, each taking `scale * profiled + batch_overhead_s` seconds; when all of a
   round's batches are done its finishing step (fusion head and answers, one round at a

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import re
 import shutil
 import statistics
 import subprocess
@@ -20,8 +19,10 @@ from pathlib import Path
 import grpc
 import pytest
 
+from mosel.bench.paper import measures as BP
+from mosel.bench.paper.live import replay_compare
+from mosel.bench.paper.report import fmt
 from mosel.sim import workload as W
-from mosel.bench import paper as BP
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -93,11 +94,11 @@ def test_replay_compare_tolerance():
                        p99_jct_ms=p99, mean_accuracy=0.9, floor_violations=0, rounds=1)
 
     live = {"on_time_jobs": 90, "jobs": 100, "mean_jct_ms": 20.0, "p99_jct_ms": 60.0}
-    ok = BP.replay_compare(live, summ(80, 100, 10.0, 30.0))
+    ok = replay_compare(live, summ(80, 100, 10.0, 30.0))
     assert ok["within_tolerance"] and ok["jct_ratio_live_over_sim"] == pytest.approx(2.0)
     assert ok["p99_ratio_live_over_sim"] == pytest.approx(2.0)
-    assert not BP.replay_compare(live, summ(100, 100, 2.0, 3.0))["within_tolerance"]  # JCT off by 10x
-    assert not BP.replay_compare(live, summ(70, 100, 20.0, 60.0))["within_tolerance"]  # on-time off by 0.2
+    assert not replay_compare(live, summ(100, 100, 2.0, 3.0))["within_tolerance"]  # JCT off by 10x
+    assert not replay_compare(live, summ(70, 100, 20.0, 60.0))["within_tolerance"]  # on-time off by 0.2
 
 
 # ----------------------------------------------------------------------------- open loop vs a slow server
@@ -244,7 +245,7 @@ def test_quick_report_consistent(quick_report):
                 header = rows[0]
                 for p, row in zip(pts, rows[1:]):
                     for col in ("miss_rate", "goodput_rps", "mean_jct_ms", "served_jobs", "floor_violations"):
-                        assert row[header.index(col)] == BP._fmt(p[col]), (kind, key, name, col)
+                        assert row[header.index(col)] == fmt(p[col]), (kind, key, name, col)
                     assert p["served_jobs"] <= p["jobs"]
                     assert p["served_jobs"] + p["late"] + p["expired"] + p["dropped"] + p["refused"] == p["jobs"]
                     assert p["served_below_floor"] == 0 and p["floor_violations"] == 0
@@ -262,8 +263,8 @@ def test_quick_report_consistent(quick_report):
         for p, row in zip(runs, rows[1:]):
             assert p["served_requests"] <= p["requests"] and p["served_jobs"] <= p["jobs"]
             assert p["floor_violations"] == 0
-            assert row[header.index("miss_rate")] == BP._fmt(p["miss_rate"])
-            assert row[header.index("served_jobs")] == BP._fmt(p["served_jobs"])
+            assert row[header.index("miss_rate")] == fmt(p["miss_rate"])
+            assert row[header.index("served_jobs")] == fmt(p["served_jobs"])
         assert name in live["replay"]
         rep_row, cal = live["replay"][name], live["calibration"][name]
         assert cal["lanes"] and all(x["scale"] > 0 and x["overhead_ms"] >= 0 and x["samples"] > 0

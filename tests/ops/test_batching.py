@@ -20,6 +20,7 @@ import torch
 
 from mosel.ops import batching, extension as ext
 from mosel.models.pack import TensorSpec
+from tests.ops.cases import assert_same, make_ragged, random_keep, random_values
 
 REPO = Path(__file__).resolve().parents[2]
 DISABLED = os.environ.get(ext.DISABLE_ENV, "").strip().lower() not in ("", "0", "false", "no")
@@ -63,72 +64,7 @@ def _needs_device(device: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------
-# Random ragged inputs
-
-
-def random_values(rng: np.random.Generator, n: int, dtype: torch.dtype, specials: bool = False) -> torch.Tensor:
-    if dtype == torch.uint8:
-        return torch.from_numpy(rng.integers(0, 256, size=n, dtype=np.uint8))
-    vals = (rng.standard_normal(n) * 30).astype(np.float32)
-    if specials and n >= 8:
-        where = rng.choice(n, size=min(n, 6), replace=False)
-        vals[where] = np.array([np.nan, np.inf, -np.inf, -0.0, 1e-30, 70000.0], dtype=np.float32)[: len(where)]
-    return torch.from_numpy(vals).to(dtype)
-
-
-def make_ragged(
-    rng: np.random.Generator,
-    n: int,
-    row_elems: int,
-    dtype: torch.dtype,
-    max_len: int = 7,
-    zero_prob: float = 0.2,
-    specials: bool = False,
-):
-    """N items with random lengths (some zero) in a buffer with poison gaps between
-    them and in shuffled order, so the op must honour offsets exactly."""
-    lengths = [0 if rng.random() < zero_prob else int(rng.integers(1, max_len + 1)) for _ in range(n)]
-    order = rng.permutation(n)
-    pieces, offsets, pos = [], [0] * n, 0
-    poison = 0xAB if dtype == torch.uint8 else float("nan")
-    for i in order:
-        gap = int(rng.integers(0, 3))
-        pieces.append(torch.full((gap,), poison, dtype=dtype))
-        pos += gap
-        offsets[i] = pos
-        size = lengths[i] * row_elems
-        pieces.append(random_values(rng, size, dtype, specials))
-        pos += size
-    pieces.append(torch.full((int(rng.integers(0, 3)),), poison, dtype=dtype))
-    flat = torch.cat(pieces) if pieces else torch.empty(0, dtype=dtype)
-    return flat.contiguous(), torch.tensor(offsets, dtype=torch.int64), torch.tensor(lengths, dtype=torch.int64)
-
-
-def random_keep(rng: np.random.Generator, n: int, mode: str) -> torch.Tensor:
-    if mode == "all":
-        return torch.ones(n, dtype=torch.bool)
-    if mode == "none":
-        return torch.zeros(n, dtype=torch.bool)
-    return torch.from_numpy(rng.random(n) < 0.5)
-
-
-def assert_same(actual: torch.Tensor, expected: torch.Tensor) -> None:
-    """Bitwise equality up to NaN payloads (NaN positions must match; signs of zeros too)."""
-    assert actual.dtype == expected.dtype, (actual.dtype, expected.dtype)
-    assert actual.shape == expected.shape, (actual.shape, expected.shape)
-    a, e = actual.cpu(), expected.cpu()
-    if a.dtype == torch.uint8 or a.dtype == torch.int64 or a.dtype == torch.bool:
-        assert torch.equal(a, e)
-        return
-    nan_a, nan_e = torch.isnan(a), torch.isnan(e)
-    assert torch.equal(nan_a, nan_e), "NaN positions differ"
-    bits = {torch.float32: torch.int32, torch.float16: torch.int16, torch.bfloat16: torch.int16}[a.dtype]
-    ab, eb = a.view(bits)[~nan_a], e.view(bits)[~nan_e]
-    if not torch.equal(ab, eb):
-        bad = (ab != eb).nonzero()[:5].flatten()
-        raise AssertionError(
-            f"{int((ab != eb).sum())} elements differ, e.g. {a[~nan_a][bad].tolist()} vs {e[~nan_e][bad].tolist()}"
-        )
+# Reference results
 
 
 def reference(flat, offsets, lengths, keep, row, stride, out_dtype, mean, std, max_steps):
@@ -655,7 +591,32 @@ def test_extension_builds_here():
     assert ext.load_ops()  # idempotent
     for name in ("drop_and_pack", "drop_and_pack_into", "scatter_back", "scatter_back_into"):
         assert torch._C._dispatch_has_kernel_for_dispatch_key(f"mosel::{name}", "CPU")
+        assert torch._C._dispatch_has_kernel_for_dispatch_key(f"mosel::{name}", "Meta")  # the fakes
     assert str(ext.build_directory()).startswith(str(ext.mosel_home() / "build" / "ext-"))
+
+
+def test_sources_one_file_set_per_op_family():
+    cpu = ext._sources(with_cuda=False)
+    everything = ext._sources(with_cuda=True)
+    names = {str(p.relative_to(ext.CSRC_DIR)) for p in everything}
+    for family in ext.OP_FAMILIES:
+        for suffix in (".cpp", "_cpu.cpp", "_cuda.cpp", "_kernel.cu"):
+            assert f"ops/{family}/{family}{suffix}" in names
+    assert not [p for p in cpu if p.suffix == ".cu" or p.stem.endswith("_cuda")]
+    assert set(cpu) < set(everything)
+    assert not ext._object_clashes(everything)
+    assert ext._object_clashes([ext.CSRC_DIR / "a" / "x.cpp", ext.CSRC_DIR / "b" / "x.cpp"])
+
+
+def test_build_hash_covers_headers(tmp_path, monkeypatch):
+    csrc = tmp_path / "csrc"
+    shutil.copytree(REPO / "csrc", csrc)
+    monkeypatch.setattr(ext, "CSRC_DIR", csrc)
+    sources = ext._sources(with_cuda=False)
+    before = ext._build_hash(sources, False, [], [])
+    header = csrc / "common" / "cuda" / "rows.cuh"  # not even part of a CPU build
+    header.write_text(header.read_text() + "\n// changed\n")
+    assert ext._build_hash(sources, False, [], []) != before
 
 
 def _run_python(code: str, env_extra: dict, tmp_path: Path) -> subprocess.CompletedProcess:
@@ -701,7 +662,8 @@ def test_missing_sources_warn_once(tmp_path):
 def test_broken_build_warns_once_with_reason(tmp_path):
     csrc = tmp_path / "csrc"
     shutil.copytree(REPO / "csrc", csrc)
-    (csrc / "ops.cpp").write_text((csrc / "ops.cpp").read_text() + "\nthis is not C++;\n")
+    schema = csrc / "ops" / "drop_and_pack" / "drop_and_pack.cpp"
+    schema.write_text(schema.read_text() + "\nthis is not C++;\n")
     script = "from pathlib import Path\nimport mosel.ops.extension\nmosel.ops.extension.CSRC_DIR = Path(%r)\n" % str(csrc)
     proc = _run_python(script + textwrap.dedent(FALLBACK_SCRIPT), {ext.DISABLE_ENV: "0"}, tmp_path)
     assert proc.returncode == 0, proc.stderr

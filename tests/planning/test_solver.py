@@ -1,5 +1,6 @@
-"""Offline solver (mosel.planning.solver): exactness against brute force, the paper's case,
-lookups, serialisation, validation."""
+"""Offline solver (mosel.planning.solver, .frontiers, .targets) and the strategy matrix
+(mosel.planning.matrix): exactness against brute force, the paper's case, lookups,
+serialisation, validation."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ import pytest
 from mosel.models.tvlt import paper_facts as paper
 from mosel.planning.costs import JointCost, LateFusionCost
 from mosel.modalities import all_configurations
-from mosel.planning.solver import Strategy, StrategyMatrix, default_targets, solve_matrix
+from mosel.planning.matrix import Strategy, StrategyMatrix
+from mosel.planning.solver import solve_matrix
+from mosel.planning.targets import default_targets
 
 
 def dec(x: float) -> Fraction:

@@ -13,7 +13,9 @@ import pytest
 from mosel.models.tvlt import paper_facts as paper
 from mosel.errors import DeadlineExceeded
 from mosel.planning.costs import LateFusionCost
-from mosel.scheduling.predict import NOMINAL_ANSWER_S, LinearFit, Predictor, form_rounds, lane_groups, round_latency
+from mosel.scheduling.fit import LinearFit
+from mosel.scheduling.predict import NOMINAL_ANSWER_S, Predictor
+from mosel.scheduling.rounds import form_rounds, lane_groups, round_latency
 from mosel.scheduling.reassign import Option, reassign
 from mosel.scheduling.aggressive import AggressivePolicy
 from mosel.scheduling.mosel_policy import MoselPolicy

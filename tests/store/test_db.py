@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 
 from mosel.errors import NotFound
-from mosel.store import db
-from mosel.store.db import PostgresStore, SqliteStore, open_store
+from mosel.store import db, schema
+from mosel.store.db import open_store
+from mosel.store.postgres import PostgresStore
+from mosel.store.sqlite import SqliteStore
 from tests.pg import postgres_server, postgres_url  # noqa: F401 - fixtures
 
 REPO = Path(__file__).resolve().parents[2]
@@ -130,12 +132,12 @@ def test_migrations_are_idempotent_and_upgrade_old_schemas(store_url):
     old.close()
 
     first = open_store(store_url)  # upgrades 1 -> latest, keeps the data
-    assert first.schema_version() == db.SCHEMA_VERSION == len(db.MIGRATIONS)
+    assert first.schema_version() == schema.SCHEMA_VERSION == len(schema.MIGRATIONS)
     assert first.get("m", db.MODEL).payload == '{"kept": true}'
     first.close()
     second = open_store(store_url)  # nothing left to do
-    assert second.schema_version() == db.SCHEMA_VERSION
-    assert second.migrate() == db.SCHEMA_VERSION
+    assert second.schema_version() == schema.SCHEMA_VERSION
+    assert second.migrate() == schema.SCHEMA_VERSION
     assert second.list_versions("m", db.MODEL) == [ref]
     assert second.put("m", db.MODEL, "{}").version == 2
     second.close()
@@ -145,7 +147,7 @@ def test_a_newer_schema_is_refused(store_url):
     s = open_store(store_url)
     s._write(lambda conn: conn.execute(  # simulate a database migrated by newer code
         s._sql("INSERT INTO schema_version (version, description, applied_unix_ms) VALUES (?, ?, ?)"),
-        (db.SCHEMA_VERSION + 1, "from the future", 0)))
+        (schema.SCHEMA_VERSION + 1, "from the future", 0)))
     s.close()
     with pytest.raises(RuntimeError, match="newer than this code"):
         open_store(store_url)
@@ -245,6 +247,6 @@ def test_concurrent_writer_processes_lose_nothing(store_url, tmp_path):
         # Commit order equals seq order: versions of one (model, kind) rise with seq.
         by_seq = sorted(refs, key=lambda r: r.seq)
         assert [r.version for r in by_seq] == list(range(1, writers * per_writer + 1))
-        assert s.schema_version() == db.SCHEMA_VERSION
+        assert s.schema_version() == schema.SCHEMA_VERSION
     finally:
         s.close()

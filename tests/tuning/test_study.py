@@ -20,40 +20,44 @@ from mosel.launch.stack import Stack
 from mosel.store.client import ProfileStoreClient
 from mosel.protocol.v1 import profile_store_pb2 as pb
 from tests.pg import postgres_server, postgres_url  # noqa: F401  (fixtures)
+from tuning import config as C
+from tuning import evaluate as E
+from tuning import pareto as P
 from tuning import space
 from tuning import study as T
+from tuning import workers as W
 from tuning.models import from_store, paper_model
 
 SHORT = "paper:rate=40,duration=3"
-TWO = T.DEFAULT_OBJECTIVES
+TWO = C.DEFAULT_OBJECTIVES
 DIRS = ["maximize", "maximize"]
 
 
-def _config(tmp_path, **kw) -> T.TuneConfig:
+def _config(tmp_path, **kw) -> C.TuneConfig:
     kw.setdefault("storage", f"sqlite:///{tmp_path / 'optuna.db'}")
     kw.setdefault("population", 4)
-    return T.TuneConfig(model="paper", workload=SHORT, **kw)
+    return C.TuneConfig(model="paper", workload=SHORT, **kw)
 
 
 # ----------------------------------------------------------------------------- names, space
 
 
 def test_study_name_is_deterministic_and_distinguishes_its_inputs():
-    a = T.study_name("paper", "paper", TWO, 0)
-    assert a == T.study_name("paper", "paper:rate=40,duration=30,delta=17", ["goodput", "accuracy"], 0)
-    assert a == T.TuneConfig(model="paper", workload="paper:delta=17", seed=0).study_name
+    a = C.study_name("paper", "paper", TWO, 0)
+    assert a == C.study_name("paper", "paper:rate=40,duration=30,delta=17", ["goodput", "accuracy"], 0)
+    assert a == C.TuneConfig(model="paper", workload="paper:delta=17", seed=0).study_name
     assert a == "tune-paper-paper-rate40-duration30-delta17-goodput+accuracy-s0"
-    others = {T.study_name("paper", "paper", TWO, 1), T.study_name("av-digits", "paper", TWO, 0),
-              T.study_name("paper", "paper:rate=50", TWO, 0), T.study_name("paper", "paper", TWO + ("p99",), 0)}
+    others = {C.study_name("paper", "paper", TWO, 1), C.study_name("av-digits", "paper", TWO, 0),
+              C.study_name("paper", "paper:rate=50", TWO, 0), C.study_name("paper", "paper", TWO + ("p99",), 0)}
     assert a not in others and len(others) == 4
     # replays at another pipeline depth than the service default are another study
-    assert T.TuneConfig(model="paper", workload="paper:delta=17", seed=0, pipeline_depth=1).study_name == a + "-depth1"
+    assert C.TuneConfig(model="paper", workload="paper:delta=17", seed=0, pipeline_depth=1).study_name == a + "-depth1"
     with pytest.raises(ValueError):
-        T.TuneConfig(pipeline_depth=0)
+        C.TuneConfig(pipeline_depth=0)
     with pytest.raises(ValueError):
-        T.WorkloadSpec.parse("paper:rate=fast")
+        C.WorkloadSpec.parse("paper:rate=fast")
     with pytest.raises(ValueError):
-        T.WorkloadSpec.parse("trace:rate=1")
+        C.WorkloadSpec.parse("trace:rate=1")
 
 
 def test_defaults_are_the_code_defaults_and_records_round_trip():
@@ -87,19 +91,19 @@ def test_small_study_front_never_holds_a_floor_violating_trial(tmp_path):
     assert len(trials) == 6 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
     assert trials[0].params["budget_margin"] == pytest.approx(0.91)
     bad = [t for t in trials if t.user_attrs["floor_violations"] > 0]
-    assert trials[0] in bad and T.constraints(trials[0]) == [7.0]
+    assert trials[0] in bad and P.constraints(trials[0]) == [7.0]
     assert all(t.constraints["floor_violations"] == t.user_attrs["floor_violations"] for t in trials)
 
     # Without the constraint the defaults (the most accurate run here) would be on the front.
     unconstrained = [t for t in trials
-                     if not any(T._dominates(o.values, t.values, DIRS) for o in trials if o is not t)]
+                     if not any(P.dominates(o.values, t.values, DIRS) for o in trials if o is not t)]
     assert any(t.number in {b.number for b in bad} for t in unconstrained)
 
-    front = T.pareto_front(trials, DIRS)
-    assert front and all(T.feasible(t) and t.user_attrs["floor_violations"] == 0 for t in front)
-    assert {t.number for t in study.best_trials} <= {t.number for t in trials if T.feasible(t)}
-    for rule in (T.DEFAULT_PICK, "accuracy", "goodput", "accuracy|goodput>=0"):
-        chosen = T.PickRule.parse(rule).choose(front, TWO)
+    front = P.pareto_front(trials, DIRS)
+    assert front and all(P.feasible(t) and t.user_attrs["floor_violations"] == 0 for t in front)
+    assert {t.number for t in study.best_trials} <= {t.number for t in trials if P.feasible(t)}
+    for rule in (P.DEFAULT_PICK, "accuracy", "goodput", "accuracy|goodput>=0"):
+        chosen = P.PickRule.parse(rule).choose(front, TWO)
         assert chosen.user_attrs["floor_violations"] == 0 and chosen.number != 0
 
 
@@ -118,24 +122,24 @@ def _trial(number, goodput, accuracy, violations=0):
 def test_pick_rule():
     trials = [_trial(0, 100.0, 0.730), _trial(1, 90.0, 0.738), _trial(2, 80.0, 0.741), _trial(3, 120.0, 0.745, 4),
               _trial(4, 70.0, 0.735)]
-    front = T.pareto_front(trials, DIRS)
+    front = P.pareto_front(trials, DIRS)
     assert [t.number for t in front] == [0, 1, 2]  # 3 breaks floors, 4 is dominated
-    pick = lambda rule: T.PickRule.parse(rule).choose(front, TWO).number  # noqa: E731
-    assert pick(T.DEFAULT_PICK) == 1  # accuracy >= 0.741 - 0.005
+    pick = lambda rule: P.PickRule.parse(rule).choose(front, TWO).number  # noqa: E731
+    assert pick(P.DEFAULT_PICK) == 1  # accuracy >= 0.741 - 0.005
     assert pick("goodput|accuracy>=best-0.02") == 0
     assert pick("goodput|accuracy>=0.74") == 2
     assert pick("goodput") == 0 and pick("accuracy") == 2
     assert pick("accuracy|goodput>=85") == 1
     assert pick("goodput|accuracy>=best") == 2
     for bad in ("speed", "goodput|accuracy=0.7", "goodput|latency>=3"):
-        with pytest.raises(T.PickError):
-            T.PickRule.parse(bad)
-    with pytest.raises(T.PickError):
-        T.PickRule.parse("goodput|accuracy>=0.75").choose(front, TWO)  # nothing meets it
-    with pytest.raises(T.PickError):
-        T.PickRule.parse("p99").choose(front, TWO)  # not an objective of this study
-    with pytest.raises(T.PickError):
-        T.PickRule.parse("goodput").choose([trials[3]], TWO)  # only an infeasible trial
+        with pytest.raises(P.PickError):
+            P.PickRule.parse(bad)
+    with pytest.raises(P.PickError):
+        P.PickRule.parse("goodput|accuracy>=0.75").choose(front, TWO)  # nothing meets it
+    with pytest.raises(P.PickError):
+        P.PickRule.parse("p99").choose(front, TWO)  # not an objective of this study
+    with pytest.raises(P.PickError):
+        P.PickRule.parse("goodput").choose([trials[3]], TWO)  # only an infeasible trial
 
 
 # ----------------------------------------------------------------------------- held-out validation
@@ -144,8 +148,8 @@ def test_pick_rule():
 def test_heldout_workload_is_unseen_and_validation_compares_both(tmp_path):
     config = _config(tmp_path)
     model = paper_model()
-    seen = T.study_evaluator(config, model).specs
-    held = T.heldout_evaluator(config, model).specs
+    seen = E.study_evaluator(config, model).specs
+    held = E.heldout_evaluator(config, model).specs
     assert held and all(0.0 <= j.arrival < 3.0 for j in held)
     assert {round(j.arrival, 9) for j in seen}.isdisjoint({round(j.arrival, 9) for j in held})
 
@@ -171,7 +175,7 @@ def test_cli_prints_front_and_heldout_side_by_side(tmp_path, capsys):
     assert ("beat the defaults on held-out goodput" in text)
     assert (out / "pareto.png").stat().st_size > 1000
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["study"] == T.study_name("paper", SHORT, TWO, 0)
+    assert summary["study"] == C.study_name("paper", SHORT, TWO, 0)
     assert set(summary["validation"]) >= {"tuned", "default", "verdict", "tuned_beats_default"}
 
 
@@ -179,9 +183,9 @@ def test_cli_prints_front_and_heldout_side_by_side(tmp_path, capsys):
 
 
 def test_two_worker_processes_share_one_study_on_postgres(postgres_url):  # noqa: F811
-    config = T.TuneConfig(model="paper", workload=SHORT, storage=postgres_url, population=4)
+    config = C.TuneConfig(model="paper", workload=SHORT, storage=postgres_url, population=4)
     T.prepare_study(config)
-    codes = T.spawn_workers(config, 7, 2, progress=False)  # 4 + 3 trials
+    codes = W.spawn_workers(config, 7, 2, progress=False)  # 4 + 3 trials
     assert codes == [0, 0]
     trials = T.open_study(config).get_trials()
     assert len(trials) == 7
@@ -230,18 +234,18 @@ def test_tuning_record_passes_the_store_validation(store, tmp_path):
     model = from_store(store, MODEL)
     assert model.registered and model.strategy_matrix_version == mref.version
     assert model.latency_profile_version == lat.version and model.accuracy_profile_version == acc.version
-    config = T.TuneConfig(model=MODEL, workload=SHORT, storage=f"journal:{tmp_path / 'j.log'}", population=4)
+    config = C.TuneConfig(model=MODEL, workload=SHORT, storage=f"journal:{tmp_path / 'j.log'}", population=4)
     T.prepare_study(config)
     study = T.run_trials(config, 3, model=model)
-    front = T.pareto_front(study.get_trials(), config.directions)
-    chosen = T.PickRule.parse(T.DEFAULT_PICK).choose(front, config.objectives)
-    validation = T.validate(config, model, T.thresholds_of(chosen))
+    front = P.pareto_front(study.get_trials(), config.directions)
+    chosen = P.PickRule.parse(P.DEFAULT_PICK).choose(front, config.objectives)
+    validation = T.validate(config, model, P.thresholds_of(chosen))
     record = T.make_record(model, config.study_name, config.objectives, chosen, validation)
     ref = store.put_tuning(record)
     got = store.get_tuning(MODEL)
     assert got.ref.version == ref.version and got.study == config.study_name
     assert set(got.thresholds) == set(space.THRESHOLD_KEYS)
-    assert space.from_record(got.thresholds) == T.thresholds_of(chosen)
+    assert space.from_record(got.thresholds) == P.thresholds_of(chosen)
     assert got.strategy_matrix_version == mref.version and got.latency_profile_version == lat.version
     assert dict(got.objectives) == pytest.approx({"goodput_rps": chosen.values[0], "mean_accuracy": chosen.values[1]})
     stored = json.loads(got.validation_json)

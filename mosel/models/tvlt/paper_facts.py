@@ -34,7 +34,7 @@ TOKENS = {"audio": 1020, "video": 1568}
 
 MAX_BATCH = 32
 TARGET_STEP = 0.002
-NUM_TARGETS = 42  # 0.660, 0.662, ..., 0.740, 0.7432 (see mosel.planning.solver.default_targets)
+NUM_TARGETS = 42  # 0.660, 0.662, ..., 0.740, 0.7432 (see mosel.planning.targets.default_targets)
 DEADLINE_SLACK_MS = 17.0  # synthetic workloads; 55 ms in trace runs
 
 # Assumptions of the stand-in latency model (see the module doc).

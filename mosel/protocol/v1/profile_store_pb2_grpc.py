@@ -5,7 +5,7 @@ import warnings
 
 from mosel.protocol.v1 import profile_store_pb2 as mosel_dot_protocol_dot_v1_dot_profile__store__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.81.1'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 

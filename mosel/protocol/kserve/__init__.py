@@ -1,0 +1,1 @@
+"""Generated gRPC stubs of protos/mosel/protocol/kserve (see mosel.protocol.generate); never edit."""
