@@ -15,6 +15,9 @@ The policy is told what is committed and how long each batch and finishing step 
 (`round_started` / `lane_finished` / `round_finished`), which is how its predictor sees
 the live backlog of every encoder, and of every queued job that expired (`job_expired`).
 Every accepted job is settled exactly once: with a response, or with an error status.
+
+Longer than ~400 lines on purpose: the queue, the lanes and the finishing step share one lock
+and one round record, and splitting them would spread that invariant over several modules.
 """
 
 from __future__ import annotations

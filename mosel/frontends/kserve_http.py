@@ -1,5 +1,8 @@
 """The KServe v2 protocol over HTTP/REST, served by MOSEL (stdlib ThreadingHTTPServer).
 
+(Longer than ~400 lines: one request handler with its routes, body decoding — JSON, Triton's
+binary extension, gzip/deflate — and error mapping, which only this front uses.)
+
     front = start_http(selection_servicer_or_stub_or_core, host="127.0.0.1", port=8000)
     ...
     front.stop()
