@@ -51,10 +51,27 @@ class ServiceProcess:
         return f"127.0.0.1:{self.port}"
 
     def log_tail(self, lines: int = 20) -> str:
+        return log_tail(self.log_path, lines)
+
+
+def log_tail(path: Path, lines: int = 20) -> str:
+    """The last lines of a service's log (for error messages)."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def terminate(proc: subprocess.Popen, grace_s: float = 30.0) -> int:
+    """SIGTERM (a service drains), SIGKILL if it outlasts grace_s; its exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
         try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+            proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
 
 
 def launch(name: str, settings: ServiceSettings, log_dir: Path, env: dict | None = None) -> ServiceProcess:
@@ -155,14 +172,7 @@ class Stack:
         svc = self.services.pop(name, None)
         if svc is None:
             return None
-        if svc.proc.poll() is None:
-            svc.proc.send_signal(signal.SIGTERM)
-            try:
-                svc.proc.wait(grace_s)
-            except subprocess.TimeoutExpired:
-                svc.proc.kill()
-                svc.proc.wait()
-        return svc.proc.returncode
+        return terminate(svc.proc, grace_s)
 
     def stop(self, grace_s: float = 30.0) -> dict[str, int]:
         """SIGTERM in reverse start order (front door first, so it drains before encoders go)."""

@@ -12,7 +12,6 @@ Every process started here is stopped in a finally.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mosel.launch.stack import Stack, bring_up
+from mosel.launch.stack import Stack, bring_up, log_tail, terminate
 
 MODEL = "av-digits"
 REPO = Path(__file__).resolve().parents[2]
@@ -43,21 +42,11 @@ class Front:
         return f"http://{self.http_address}"
 
     def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        return log_tail(self.log_path, lines)
 
     def stop(self, grace_s: float = 30.0) -> int:
         """SIGTERM (the process drains), then SIGKILL after grace_s."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(grace_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+        return terminate(self.proc, grace_s)
 
 
 def start_front(name: str, module: str, args: list[str], tmp: Path, env: dict, timeout_s: float = 120.0) -> Front:
