@@ -211,6 +211,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self):
         super().setup()
+        # headers and body leave in two writes; with Nagle on, the body waits for the client's
+        # delayed ACK (~40 ms on Linux) on a kept-alive connection (docs/results.md, bench fronts)
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.server.front._opened(self.connection)
 
     def finish(self):
