@@ -9,6 +9,8 @@ BENCH_MODULES = [
     "mosel.bench.kernels",
     "mosel.bench.solver",
     "mosel.bench.scheduler",
+    "mosel.bench.fronts",
+    "mosel.bench.artifacts",
     "mosel.bench.paper",
 ]
 

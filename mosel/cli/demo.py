@@ -10,14 +10,13 @@ from dataclasses import replace
 import numpy as np
 
 from mosel.client import MoselClient
-from mosel.cli.up import SELECTION_FLAGS, add_stack_flags
-from mosel.config import mosel_home
+from mosel.cli.up import SELECTION_FLAGS, add_stack_flags, stack_from_args
 from mosel.sim.loadgen import paper_job_sizes, run_closed_loop, run_open_loop
 from mosel.protocol.records import cost_from_latency_profile
 from mosel.models.registry import get_pack
 from mosel.scheduling.registry import POLICIES
 from mosel.engine.settings import SelectionSettings
-from mosel.launch.stack import Stack, StackError, bring_up
+from mosel.launch.stack import StackError, bring_up
 from mosel.store.client import ProfileStoreClient
 from mosel.store.settings import DEFAULT_ADDRESS
 from mosel.tables import format_table
@@ -57,7 +56,7 @@ def run(args) -> int:
         return _serve(args, {"target": args.target}, args.store)
     # the first policy's service is the stack's own; the others join it on the same encoders
     selection = replace(SelectionSettings.from_args(args, only=SELECTION_FLAGS), policy=policies[0])
-    stack = Stack(home=mosel_home(), model=args.model, device=args.device, selection=selection)
+    stack = stack_from_args(args, selection=selection)
     try:
         bring_up(stack, size=args.size)
         targets = {policies[0]: stack.endpoint("selection")}

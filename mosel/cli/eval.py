@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mosel.models.registry import pack_names
+from mosel.cli.packs import add_pack_flag, apply_pack_flags, model_help
 
 
 def register(sub) -> None:
@@ -15,7 +15,8 @@ def register(sub) -> None:
         description="Accuracy of each modality configuration on the held-out test split with a Wilson 95% "
         "interval; writes accuracy.json beside the checkpoint (the accuracy profile).",
     )
-    p.add_argument("--model", default="av-digits", help=f"model pack (known: {', '.join(pack_names())})")
+    p.add_argument("--model", default="av-digits", help=model_help("trained model pack"))
+    add_pack_flag(p)
     p.add_argument("--data-dir", default=None, help="data directory (default: $MOSEL_DATA_DIR or ../shared/data)")
     p.add_argument("--home", default=None, help="state directory (default: $MOSEL_HOME or ~/.cache/mosel)")
     p.add_argument("--device", default="cpu", help="torch device")
@@ -29,15 +30,27 @@ def run(args: argparse.Namespace) -> int:
     from mosel.lifecycle.evaluate import evaluate, format_table
     from mosel.models.checkpoint import CheckpointError
 
+    apply_pack_flags(args)
     try:
         rows = evaluate(args.model, home=args.home, data_dir=args.data_dir, device=args.device)
-    except (CheckpointError, KeyError, FileNotFoundError) as exc:
+    except (CheckpointError, KeyError, FileNotFoundError, NotImplementedError, ValueError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"mosel eval: {message}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        print(f"{args.model}: held-out test split (modalities paired by class, AV-MNIST protocol)")
+        print(f"{args.model}: {split_caption(args.model, args.home)}")
         print(format_table(rows))
     return 0
+
+
+def split_caption(model: str, home=None) -> str:
+    """"held-out test split", plus the protocol the pack's data description names, if any."""
+    from mosel.models.checkpoint import CheckpointError, load_manifest
+
+    try:
+        protocol = (load_manifest(model, home).get("data_split") or {}).get("protocol")
+    except (CheckpointError, AttributeError):
+        protocol = None
+    return f"held-out test split -- {protocol}" if protocol else "held-out test split"

@@ -14,6 +14,7 @@ COMMAND_MODULES = [
     "mosel.cli.demo",
     "mosel.cli.train",
     "mosel.cli.eval",
+    "mosel.cli.model",
     "mosel.cli.profile",
     "mosel.cli.solve",
     "mosel.cli.tune",

@@ -9,6 +9,9 @@ from mosel.config import mosel_home
 from mosel.lifecycle.profile import (DEFAULT_REPEATS, DEFAULT_WARMUP, PLACEMENTS, PRECISIONS, format_profile,
                                      probe_precision, profile_latency)
 from mosel.launch.store_session import store_session
+from mosel.cli.packs import add_pack_flag, apply_pack_flags
+from mosel.repository.data import load_labelled
+from mosel.repository.source import MODEL_ERRORS, open_model
 
 
 def register(sub) -> None:
@@ -27,6 +30,12 @@ def register(sub) -> None:
     p.add_argument("--placement", default="shared", choices=PLACEMENTS,
                    help="shared: encoders on one device, latencies add (default); separate: one device each")
     p.add_argument("--size", default=None, help="model size to train if no checkpoint exists (default: default)")
+    p.add_argument("--model-repository", default=None, metavar="DIR",
+                   help="model repository (default $MOSEL_HOME/repository; see docs/models.md)")
+    p.add_argument("--data", default=None, metavar="FILE.npz",
+                   help="profile on these items (the `mosel model eval` format); default: the pack's test "
+                        "split, or random items of the longest length for a repository model")
+    add_pack_flag(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -67,21 +76,29 @@ def run(args) -> int:
     home = mosel_home()
     progress = not args.no_progress
     ran, skipped = [], []
+    apply_pack_flags(args)
     with store_session(args.store, home, say=print) as session:
         client = session.client
-        versions = publish(client, args.model, home, size=args.size, progress=progress)
+        try:
+            versions = publish(client, args.model, home, size=args.size, progress=progress,
+                               repository=args.model_repository)
+            opened = open_model(args.model, home=home, repository=args.model_repository)
+            data = load_labelled(args.data, opened.pack) if args.data else None
+        except (*MODEL_ERRORS, KeyError) as exc:
+            print(f"mosel profile: {exc.args[0] if isinstance(exc, KeyError) else exc}")
+            return 2
         print(f"{args.model}: manifest v{versions['manifest']}, accuracy profile v{versions['accuracy']} "
               f"in the {session.describe()}")
         for precision in precisions:
-            ok, why = probe_precision(args.model, precision, device=args.device, home=home)
+            ok, why = probe_precision(args.model, precision, device=args.device, opened=opened)
             if not ok:
                 print(f"skipping {precision}: {why}")
                 skipped.append(precision)
                 continue
             started = time.perf_counter()
-            profile = profile_latency(args.model, home=home, device=args.device, precision=precision,
+            profile = profile_latency(args.model, device=args.device, precision=precision,
                                       max_batch=args.max_batch, warmup=args.warmup, repeats=args.repeats,
-                                      progress=progress, placement=args.placement)
+                                      progress=progress, placement=args.placement, opened=opened, data=data)
             took = time.perf_counter() - started
             ref = client.put_latency_profile(profile)
             print()

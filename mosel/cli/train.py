@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mosel.models.registry import pack_names
+from mosel.cli.packs import add_pack_flag, apply_pack_flags, model_help
 
-SIZES = ("tiny", "default", "large")
+SIZES = ("tiny", "default", "large")  # the built-in pack's presets; other packs may name others
 
 
 def register(sub) -> None:
@@ -18,10 +18,13 @@ def register(sub) -> None:
         "$MOSEL_HOME/models/NAME/, then evaluate every configuration on the held-out test split "
         "(writes accuracy.json).",
     )
-    p.add_argument("--model", default="av-digits", help=f"model pack (known: {', '.join(pack_names())})")
+    p.add_argument("--model", default="av-digits", help=model_help())
+    add_pack_flag(p)
     p.add_argument("--seed", type=int, default=0, help="random seed (training is deterministic for a seed)")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default: per size preset)")
-    p.add_argument("--size", choices=SIZES, default="default", help="size preset (tiny for tests, large for GPUs)")
+    p.add_argument("--size", default="default", metavar="PRESET",
+                   help=f"size preset of the pack (default: default; the built-in pack has {', '.join(SIZES)}: "
+                   "tiny for tests, large for GPUs)")
     p.add_argument("--width", type=int, default=None, help="override the preset's width knob")
     p.add_argument("--depth", type=int, default=None, help="override the preset's depth knob")
     p.add_argument("--batch-size", type=int, default=None)
@@ -39,8 +42,10 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mosel.lifecycle.evaluate import evaluate, format_table
+    from mosel.cli.eval import split_caption
     from mosel.lifecycle.train import format_history, train
 
+    apply_pack_flags(args)
     size = {"preset": args.size, "width": args.width, "depth": args.depth}
     try:
         summary = train(
@@ -48,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress, batch_size=args.batch_size, lr=args.lr, device=args.device,
             modality_dropout=args.modality_dropout,
         )
-    except (KeyError, ValueError, FileNotFoundError, TypeError) as exc:
+    except (KeyError, ValueError, FileNotFoundError, TypeError, NotImplementedError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"mosel train: {message}", file=sys.stderr)
         return 2
@@ -59,6 +64,6 @@ def run(args: argparse.Namespace) -> int:
     )
     if not args.no_eval:
         rows = evaluate(args.model, home=args.home, data_dir=args.data_dir, device=args.device)
-        print("\nheld-out test split (modalities paired by class, AV-MNIST protocol):")
+        print(f"\n{split_caption(args.model, args.home)}:")
         print(format_table(rows))
     return 0

@@ -16,7 +16,7 @@ import torch
 
 from mosel.ops import batching
 from mosel.errors import InvalidArgument
-from mosel.models.checkpoint import load_encoder, load_manifest
+from mosel.repository.source import OpenedModel, open_model
 
 log = logging.getLogger(__name__)
 
@@ -32,17 +32,27 @@ class EncodeResult:
 
 class EncoderRunner:
     def __init__(self, model: str, modality: str, device: str = "cpu", precision: str = "fp32",
-                 max_batch: int = 32, home=None):
+                 max_batch: int = 32, home=None, repository=None, version: int | None = None,
+                 opened: OpenedModel | None = None):
+        """`opened` (from open_model) skips finding the model again; else it is opened from
+        `home` / `repository` (`version` pins a repository version)."""
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+        opened = opened or open_model(model, home=home, repository=repository, version=version)
         self.model = model
         self.modality = modality
         self.device = torch.device(device)
         self.precision = precision
         self.dtype = PRECISIONS[precision]
-        self.max_batch = max_batch
-        self.manifest = load_manifest(model, home=home)
-        self.pack, encoder = load_encoder(model, modality, home=home, device=str(self.device))
+        # a repository model declares the largest batch its artifacts were exported for
+        self.max_batch = min(max_batch, opened.manifest.get("max_batch", max_batch))
+        self.opened = opened
+        self.manifest = opened.manifest
+        self.pack = opened.pack
+        encoder = opened.encoder(modality, device=str(self.device))
+        if self.dtype != torch.float32 and getattr(encoder, "float32_only", False):
+            raise ValueError(f"{modality} encoder of {model!r} is a torch.export program, which computes in fp32 "
+                             f"only; serve it at fp32 or export it with --format torchscript for {precision}")
         self.encoder = encoder.to(device=self.device, dtype=self.dtype).eval()
         self.spec = self.pack.modality(modality).spec
         self.warm = False

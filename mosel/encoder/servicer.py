@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import grpc
 
 from mosel.encoder.runner import EncoderRunner
+from mosel.encoder.versions import EncoderVersions
 from mosel.errors import DeadlineExceeded, InvalidArgument, NotFound, Unavailable, grpc_errors
 from mosel.models.checkpoint import checkpoint_sha256
 from mosel.protocol import tensors as wire
@@ -17,11 +18,16 @@ if TYPE_CHECKING:
 
 
 class EncoderServicer(encoder_pb2_grpc.EncoderServiceServicer):
-    def __init__(self, runner: EncoderRunner, fused_ops: bool, metrics: EncoderMetrics | None = None):
-        self.runner = runner
+    def __init__(self, runner: EncoderRunner | EncoderVersions, fused_ops: bool, metrics: EncoderMetrics | None = None):
+        self.versions = runner if isinstance(runner, EncoderVersions) else EncoderVersions(runner)
         self.fused_ops = fused_ops
         self.metrics = metrics
         self.draining = False
+
+    @property
+    def runner(self) -> EncoderRunner:
+        """The runner of the weights served now."""
+        return self.versions.current
 
     @grpc_errors
     def Encode(self, request: encoder_pb2.EncodeRequest, context: grpc.ServicerContext):
@@ -34,6 +40,7 @@ class EncoderServicer(encoder_pb2_grpc.EncoderServiceServicer):
             raise Unavailable("encoder is draining" if self.draining else "encoder is warming up")
         if request.frame_stride < 0:
             raise InvalidArgument("frame_stride", f"must be >= 0, got {request.frame_stride}")
+        r = self.versions.runner_for(request.model_digest)
         items = [wire.decode(t, field=f"items[{i}]") for i, t in enumerate(request.items)]
         r.validate(items)
         remaining = context.time_remaining()

@@ -66,6 +66,8 @@ class _Round:
     pending: set  # lanes still to report
     groups: list  # the lanes, as numbered in `pending`
     measure: object = None  # the meter's ticket, or None
+    state: object = None  # the ServedModel's ModelState when committed: the weights of this round
+    profiles: object = None  # ... and its Profiles then (the accuracies its answers report)
     parts: dict = field(default_factory=dict)  # modality slot -> (positions, embeddings)
     error: BaseException | None = None
 
@@ -241,7 +243,8 @@ class Dispatcher:
     def _commit(self, jobs: list[Job], ticket, committed: float, measure=None) -> None:
         """Queue the round's batches on its lanes."""
         flat = [(job, item) for job in jobs for item in job.items]
-        rnd = _Round(jobs, flat, ticket, committed, pending=set(), groups=self._lane_groups(ticket), measure=measure)
+        rnd = _Round(jobs, flat, ticket, committed, pending=set(), groups=self._lane_groups(ticket), measure=measure,
+                     state=self.model.state, profiles=self.model.profiles)
         work = []
         for k, group in enumerate(rnd.groups):
             batches = {}
@@ -272,11 +275,12 @@ class Dispatcher:
                 for modality, positions in batches.items():
                     tensors = [rnd.flat[i][1].inputs[modality] for i in positions]
                     if len(batches) == 1:
-                        embeddings, compute_us = self.encoders.encode(modality, tensors, timeout)
+                        embeddings, compute_us = self.encoders.encode(modality, tensors, timeout, rnd.state.digest)
                         rnd.parts[slots[modality]] = (positions, embeddings)
                         self.stats.encoded(modality, len(positions), compute_us / 1e6)
                     else:  # encoders sharing a lane still run their calls side by side
-                        calls[modality] = (positions, self._calls.submit(self.encoders.encode, modality, tensors, timeout))
+                        calls[modality] = (positions, self._calls.submit(self.encoders.encode, modality, tensors, timeout,
+                                                                         rnd.state.digest))
                 for modality, (positions, future) in calls.items():
                     embeddings, compute_us = future.result()
                     rnd.parts[slots[modality]] = (positions, embeddings)
@@ -301,18 +305,18 @@ class Dispatcher:
         try:
             if rnd.error is not None:
                 raise rnd.error
-            pack = self.model.pack
+            pack = rnd.state.pack
             emb = torch.zeros(len(rnd.flat), len(pack.modality_names), pack.embed_dim)
             present = torch.zeros(len(rnd.flat), len(pack.modality_names), dtype=torch.bool)
             for slot, (positions, embeddings) in rnd.parts.items():
                 batching.scatter_into(emb, present, torch.from_numpy(embeddings.copy()),
                                       torch.tensor(positions, dtype=torch.int64), slot)
             with torch.inference_mode():
-                probs = torch.softmax(self.model.head(emb, present), dim=-1).numpy()
+                probs = torch.softmax(rnd.state.head(emb, present), dim=-1).numpy()
             finished = time.monotonic()
             first = 0
             for job in rnd.jobs:  # `flat` lists each job's items together, in round order
-                self._answer(job, list(probs[first:first + job.size]), rnd.committed, finished)
+                self._answer(job, list(probs[first:first + job.size]), rnd.committed, finished, rnd)
                 first += job.size
         except Exception as exc:  # noqa: BLE001 - every job of the round gets its answer
             for job in rnd.jobs:
@@ -360,9 +364,9 @@ class Dispatcher:
         return {"lanes": fits["lanes"], "finishing": fits["finish"], "depth": self.pipeline_depth}
 
     # ---- settling ---------------------------------------------------------------------
-    def _answer(self, job: Job, scores: list, started: float, finished: float) -> None:
+    def _answer(self, job: Job, scores: list, started: float, finished: float, rnd: _Round) -> None:
         model = self.model
-        labels = model.pack.labels
+        labels = rnd.state.pack.labels
         queue_us = int((started - job.received) * 1e6)
         compute_us = int((finished - started) * 1e6)
         total_us = int((finished - job.received) * 1e6)
@@ -371,7 +375,7 @@ class Dispatcher:
         counts: dict[str, int] = {}
         for item, probs in zip(job.items, scores):
             config = item.configuration
-            acc = model.accuracy_of(config)
+            acc = rnd.profiles.accuracy.get(config, 0.0)
             is_degraded = config != full_configuration(item.candidates)
             degraded += is_degraded
             accuracies.append(acc)

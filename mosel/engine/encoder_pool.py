@@ -51,9 +51,10 @@ class EncoderPool:
         with self._lock:
             return stubs[next(self._next[modality])]
 
-    def encode(self, modality: str, tensors: list, timeout_s: float) -> tuple[np.ndarray, int]:
-        """Embeddings float32 [len(tensors), D] and the encoder's compute time in µs."""
-        request = encoder_pb2.EncodeRequest(model=self.model, modality=modality, items=tensors)
+    def encode(self, modality: str, tensors: list, timeout_s: float, digest: str = "") -> tuple[np.ndarray, int]:
+        """Embeddings float32 [len(tensors), D] by the weights `digest` names ("" = whichever the
+        encoder serves), and the encoder's compute time in µs."""
+        request = encoder_pb2.EncodeRequest(model=self.model, modality=modality, items=tensors, model_digest=digest)
         response = self._pick(modality).Encode(request, timeout=max(timeout_s, 0.001))
         return wire.decode(response.embeddings, field="embeddings"), response.compute_us
 

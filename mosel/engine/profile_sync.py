@@ -36,6 +36,13 @@ def load_accuracy(client, model: ServedModel) -> None:
     if profile is None:
         log.warning("%s: no accuracy profile in the store yet (run `mosel eval`); floors cannot be served", model.name)
         return
+    served = model.digest
+    if profile.checkpoint_sha256 and served and profile.checkpoint_sha256 != served:
+        # measured on other weights (a retrained pack, another repository version): its
+        # numbers say nothing about the model served, so the guarantee cannot rest on them
+        log.warning("%s: accuracy profile v%d is for checkpoint %s, not the served %s; ignored", model.name,
+                    profile.ref.version, profile.checkpoint_sha256[:12], served[:12])
+        return
     model.update_profiles(
         accuracy={c.configuration: c.accuracy for c in profile.configurations},
         accuracy_detail={c.configuration: c for c in profile.configurations},
@@ -58,6 +65,10 @@ def load_matrix(client, model: ServedModel) -> None:
     msg = _latest(lambda name: client.get_strategy_matrix(name, variant=MATRIX_PRECISION), model.name)
     if msg is None:
         log.warning("%s: no strategy matrix in the store yet (run `mosel profile` and `mosel solve`)", model.name)
+        return
+    if msg.accuracy_profile_version < model.profiles.min_matrix_accuracy_version:
+        log.warning("%s: strategy matrix v%d was solved for the previous weights; waiting for `mosel solve`",
+                    model.name, msg.ref.version)
         return
     try:
         matrix = matrix_from_proto(msg)
@@ -93,10 +104,37 @@ LOADERS = {
 }
 
 
+def swap_version(client, model: ServedModel, find) -> bool:
+    """Serve the weights the store's latest manifest names, when they differ from the served
+    ones and `find(name, digest)` finds them; then their own profiles. True if swapped."""
+    record = _latest(client.get_model, model.name)
+    if record is None or not record.checkpoint_sha256 or record.checkpoint_sha256 == model.digest:
+        return False
+    opened = find(model.name, record.checkpoint_sha256)
+    if opened is None:
+        log.warning("%s: the store's manifest v%d names weights %s, which this service cannot find; serving %s",
+                    model.name, record.ref.version, record.checkpoint_sha256[:12], model.digest[:12])
+        return False
+    model.swap(opened)
+    # the first accuracy profile of the new weights: the latest one if it is theirs, else
+    # the next one written; a matrix solved from anything older is for the old weights
+    accuracy = _latest(client.get_accuracy_profile, model.name)
+    floor = 1 if accuracy is None else accuracy.ref.version + (accuracy.checkpoint_sha256 != opened.digest)
+    model.update_profiles(min_matrix_accuracy_version=floor)
+    load_accuracy(client, model)
+    load_matrix(client, model)
+    load_tuning(client, model)
+    log.info("%s: now serving %s (weights %s)", model.name, opened.where, opened.digest[:12])
+    return True
+
+
 class ProfileSync:
-    def __init__(self, client, models: dict[str, ServedModel]):
+    def __init__(self, client, models: dict[str, ServedModel], find=None):
+        """`find(name, digest)` opens other weights of a model (see swap_version); None: the
+        service keeps the weights it started with (a pinned version)."""
         self.client = client
         self.models = models
+        self.find = find
         self._stop = threading.Event()
         self._stream = None
         self._thread: threading.Thread | None = None
@@ -113,12 +151,15 @@ class ProfileSync:
     def _watch(self, after_seq: int) -> None:
         while not self._stop.is_set():
             try:
-                self._stream = self.client.watch(models=list(self.models), kinds=list(LOADERS), after_seq=after_seq)
+                kinds = list(LOADERS) + ([KIND.RECORD_KIND_MODEL] if self.find is not None else [])
+                self._stream = self.client.watch(models=list(self.models), kinds=kinds, after_seq=after_seq)
                 for event in self._stream:
                     after_seq = max(after_seq, event.ref.seq)
                     model = self.models.get(event.ref.model)
                     loader = LOADERS.get(event.ref.kind)
-                    if model and loader:
+                    if model and event.ref.kind == KIND.RECORD_KIND_MODEL:
+                        swap_version(self.client, model, self.find)
+                    elif model and loader:
                         log.info("%s: new %s v%d", model.name, KIND.Name(event.ref.kind), event.ref.version)
                         loader(self.client, model)
             except grpc.RpcError as exc:

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from mosel.models.checkpoint import load_fusion_head, load_manifest
 from mosel.models.pack import ModelPack
+from mosel.repository.source import OpenedModel, open_model
 
 if TYPE_CHECKING:
     from mosel.planning.costs import CostModel
@@ -37,24 +37,73 @@ class Profiles:
     matrix_version: int = 0
     thresholds: dict[str, float] = field(default_factory=dict)
     tuning_version: int = 0
+    # After a version swap: matrices solved from an accuracy profile older than this are
+    # for the previous weights and are not applied.
+    min_matrix_accuracy_version: int = 0
+
+
+@dataclass(frozen=True)
+class ModelState:
+    """The weights served, as one snapshot: a round reads the state once when it is committed
+    and uses it to the end (encoders asked for exactly these weights, this head fuses), so
+    a version swapped in meanwhile never mixes with it."""
+
+    pack: ModelPack
+    head: torch.nn.Module
+    manifest: dict
+
+    @property
+    def digest(self) -> str:
+        """sha256 of the weights (the profile store keys profiles by it); "" if unknown."""
+        return (self.manifest.get("checkpoint") or {}).get("sha256", "")
 
 
 class ServedModel:
     def __init__(self, name: str, pack: ModelPack, head: torch.nn.Module, manifest: dict):
         self.name = name
-        self.pack = pack
-        self.head = head
-        self.manifest = manifest
+        self._state = ModelState(pack, head, manifest)
         self.configurations = pack.configurations()
         self.full_configuration = self.configurations[0]
         self._profiles = Profiles()
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, name: str, home=None) -> "ServedModel":
-        manifest = load_manifest(name, home=home)
-        pack, head = load_fusion_head(name, home=home, device="cpu")
-        return cls(name, pack, head.eval(), manifest)
+    def load(cls, name: str, home=None, repository=None, version: int | None = None,
+             opened: OpenedModel | None = None) -> "ServedModel":
+        """From the model repository or the trained packs (see mosel.repository.source)."""
+        opened = opened or open_model(name, home=home, repository=repository, version=version)
+        return cls(name, opened.pack, opened.fusion_head("cpu").eval(), opened.manifest)
+
+    @property
+    def state(self) -> ModelState:
+        return self._state
+
+    @property
+    def pack(self) -> ModelPack:
+        return self._state.pack
+
+    @property
+    def head(self) -> torch.nn.Module:
+        return self._state.head
+
+    @property
+    def manifest(self) -> dict:
+        return self._state.manifest
+
+    @property
+    def digest(self) -> str:
+        return self._state.digest
+
+    def swap(self, opened: OpenedModel) -> None:
+        """Serve other weights of the same modalities (a new repository version, a retrained
+        pack). Its profiles start empty: those of the old weights say nothing about the new."""
+        if tuple(opened.pack.modality_names) != tuple(self.pack.modality_names):
+            raise ValueError(f"{self.name}: the new version has modalities {list(opened.pack.modality_names)}, "
+                             f"the served one {list(self.pack.modality_names)}; restart the services to change them")
+        state = ModelState(opened.pack, opened.fusion_head("cpu").eval(), opened.manifest)
+        with self._lock:
+            self._state = state
+            self._profiles = Profiles()
 
     @property
     def profiles(self) -> Profiles:

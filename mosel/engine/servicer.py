@@ -156,7 +156,8 @@ class SelectionServicer(selection_pb2_grpc.SelectionServiceServicer):
             configurations=configs, labels=list(pack.labels),
             accuracy_profile_version=prof.accuracy_version, latency_profile_version=prof.latency_version,
             strategy_matrix_version=prof.matrix_version, tuning_version=prof.tuning_version,
-            policy=self.policy, max_job_size=self.max_job_size)
+            policy=self.policy, max_job_size=self.max_job_size, weights_sha256=model.digest,
+            model_version=str((model.manifest.get("repository") or {}).get("version", "")))
 
     @grpc_errors
     def GetStats(self, request, context):

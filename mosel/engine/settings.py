@@ -11,7 +11,7 @@ from mosel.scheduling.policy import Policy
 from mosel.scheduling.predict import DEFAULT_PIPELINE_DEPTH
 from mosel.scheduling.profiled import DEFAULT_REPLY_MARGIN_S
 from mosel.scheduling.registry import POLICIES, make_policy
-from mosel.server.flags import ServiceSettings, checkpoint_home
+from mosel.server.flags import ModelServiceSettings, ServiceSettings
 from mosel.server.settings import Rule, redefault, setting
 from mosel.store.settings import DEFAULT_ADDRESS
 
@@ -22,12 +22,19 @@ def _ms(seconds: float) -> float:
     return round(seconds * 1000.0, 9)  # 0.003 s -> 3.0 ms, not 3.0000000000000004
 
 
+def _pin(text: str) -> tuple[str, int] | None:
+    model, _, version = text.partition("=")
+    return (model, int(version)) if model and version.isdigit() and int(version) >= 1 else None
+
+
 @dataclass(frozen=True, kw_only=True)
-class SelectionSettings(ServiceSettings):
+class SelectionSettings(ModelServiceSettings):
     MODULE = "services.selection"
     DESCRIPTION = "MOSEL selection service: per-request modality selection, EDF scheduling, fusion."
     RULES = (Rule("--max-job-size", "must not exceed --max-round (a job is never split across rounds)",
-                  lambda s: s.max_job_size <= s.max_round),)
+                  lambda s: s.max_job_size <= s.max_round),
+             Rule("--model-version", "wants MODEL=VERSION with a VERSION of 1 or more",
+                  lambda s: all(_pin(text) for text in s.model_versions)))
 
     port: int = redefault(ServiceSettings, "port", DEFAULT_PORT)
     profile_store: str = setting(DEFAULT_ADDRESS, "profile store address", metavar="HOST:PORT")
@@ -56,8 +63,13 @@ class SelectionSettings(ServiceSettings):
                                 at_least=1)
     http_port: int = setting(-1, "KServe v2 HTTP/REST port on --host (0 = any free, -1 = no HTTP front)",
                              at_least=-1, at_most=65535)
-    home: str | None = checkpoint_home()
+    model_versions: tuple[str, ...] = setting((), "serve this repository version of a model instead of the "
+                                              "newest (repeatable)", flag="--model-version", metavar="MODEL=VERSION")
     wait_s: float = setting(60.0, "how long to wait for the store and encoders, in seconds", at_least=0)
+
+    def pinned_versions(self) -> dict[str, int]:
+        """--model-version MODEL=VERSION flags as {model: version}."""
+        return dict(_pin(text) for text in self.model_versions)
 
     def policy_options(self) -> dict[str, Any]:
         """make_policy(self.policy, **options). Predicting policies must form rounds exactly as

@@ -161,6 +161,9 @@ class InputSpec:
     item_shape: tuple[int, ...]  # per row, -1 = dynamic
 
 
+DEFAULT_VERSION = "1"
+
+
 @dataclass(frozen=True)
 class ModelView:
     """What the fronts need of a model, read from mosel.v1 ModelMetadata."""
@@ -171,13 +174,15 @@ class ModelView:
     max_batch_size: int
     policy: str
     configurations: tuple[tuple[str, float], ...]  # (name, profiled accuracy)
+    version: str = DEFAULT_VERSION  # the repository version served; packs have one version, "1"
 
     @classmethod
     def from_metadata(cls, meta: selection_pb2.ModelMetadata) -> "ModelView":
         inputs = tuple(InputSpec(m.name, kserve_datatype(m.spec.dtype), tuple(int(d) for d in m.spec.shape))
                        for m in meta.modalities)
         return cls(name=meta.name, inputs=inputs, labels=tuple(meta.labels), max_batch_size=int(meta.max_job_size),
-                   policy=meta.policy, configurations=tuple((c.name, c.accuracy) for c in meta.configurations))
+                   policy=meta.policy, configurations=tuple((c.name, c.accuracy) for c in meta.configurations),
+                   version=meta.model_version or DEFAULT_VERSION)
 
     @property
     def input_names(self) -> list[str]:
@@ -190,7 +195,7 @@ class ModelView:
         """KServe v2 model metadata (the HTTP body; the gRPC message has the same fields)."""
         return {
             "name": self.name,
-            "versions": ["1"],
+            "versions": [self.version],
             "platform": "mosel",
             "inputs": [{"name": i.name, "datatype": i.datatype, "shape": [-1, *i.item_shape]} for i in self.inputs],
             "outputs": [{"name": OUTPUT_SCORES, "datatype": "FP32", "shape": [-1, len(self.labels)]},

@@ -28,7 +28,6 @@ from mosel.protocol.v1 import selection_pb2
 SERVER_NAME = "mosel"
 MODALITY_SELECTION_EXTENSION = "mosel_modality_selection"
 EXTENSIONS = ("model_configuration", "statistics", "binary_tensor_data", "parameters", MODALITY_SELECTION_EXTENSION)
-MODEL_VERSION = "1"
 # Model metadata (modalities, labels, profiled accuracies) is re-read from the backend this often.
 VIEW_TTL_S = 5.0
 # Triton request parameters MOSEL has no use for but clients send; anything else unknown is ignored too.
@@ -107,8 +106,18 @@ class KServeCore:
 
     # ---- models -------------------------------------------------------------------------------
     def view(self, name: str, version: str = "") -> conv.ModelView:
-        if version not in ("", MODEL_VERSION):
-            raise NotFound(f"model_version: model {name!r} has no version {version!r}; served: [{MODEL_VERSION!r}]")
+        """The model as served now; `version` ("" = any) must be the one served."""
+        view = self._current_view(name)
+        if version not in ("", view.version):
+            raise NotFound(f"model_version: model {name!r} has no version {version!r} served; served: [{view.version!r}]")
+        return view
+
+    def _served_version(self, name: str) -> str:
+        """The version last seen served (call with the lock held; no backend call)."""
+        cached = self._views.get(name)
+        return cached[1].version if cached else conv.DEFAULT_VERSION
+
+    def _current_view(self, name: str) -> conv.ModelView:
         if not name:
             raise NotFound("model_name: empty model name")
         now = time.monotonic()
@@ -211,7 +220,7 @@ class KServeCore:
             for model in names:
                 s = self._stats.get(model, _ModelStats())
                 out.append({
-                    "name": model, "version": MODEL_VERSION, "last_inference": s.last_inference_ms,
+                    "name": model, "version": self._served_version(model), "last_inference": s.last_inference_ms,
                     "inference_count": s.inference_count, "execution_count": s.execution_count,
                     "inference_stats": {k: v.json() for k, v in s.durations.items()},
                     "batch_stats": [{"batch_size": size, **{k: v.json() for k, v in b.items()}}

@@ -110,8 +110,10 @@ def wait_ready(services: list[ServiceProcess], timeout_s: float) -> None:
 class Stack:
     home: Path
     model: str = "av-digits"
-    modalities: tuple[str, ...] = ("audio", "image", "video")
+    modalities: tuple[str, ...] = ()  # the model's own when empty (read from its manifest)
     device: str = "cpu"
+    model_repository: str | None = None  # default $MOSEL_HOME/repository (see mosel.repository)
+    packs: tuple[str, ...] = ()  # plug-in packs (MODULE:CLASS) every service loads
     ports: dict[str, int] = field(default_factory=dict)  # service name -> fixed port (default: free port)
     # What every selection service of the stack starts from (policy, scheduling knobs); its
     # port, store, model and encoders are the stack's.
@@ -132,6 +134,19 @@ class Stack:
     def endpoint(self, name: str) -> str:
         return self.services[name].address
 
+    def open_model(self):
+        """The stack's model, found as its services will find it."""
+        from mosel.models.registry import use_packs
+        from mosel.repository.source import open_model
+
+        use_packs(self.packs)
+        return open_model(self.model, home=self.home, repository=self.model_repository)
+
+    def served_modalities(self) -> tuple[str, ...]:
+        if not self.modalities:
+            self.modalities = tuple(self.open_model().pack.modality_names)
+        return self.modalities
+
     def start_store(self, timeout_s: float = 60.0) -> str:
         db = self.store_db or str(self.home / "profile_store.sqlite")
         settings = ProfileStoreSettings(port=self.ports.get("profile_store", 0), db=db)
@@ -140,17 +155,21 @@ class Stack:
     def start_serving(self, timeout_s: float = 120.0) -> None:
         """Encoders, then the selection service (the store must be up and hold the model)."""
         self._start([(f"encoder_{m}", EncoderSettings(model=self.model, modality=m, device=self.device,
-                                                      port=self.ports.get(f"encoder_{m}", 0)))
-                     for m in self.modalities], timeout_s)
+                                                      port=self.ports.get(f"encoder_{m}", 0), **self._model_source))
+                     for m in self.served_modalities()], timeout_s)
         self.start_selection("selection", self.selection.policy, timeout_s)
 
     def start_selection(self, name: str, policy: str, timeout_s: float = 120.0) -> str:
         """A selection service with `policy` on the running store and encoders; returns its address.
         Several can run side by side (e.g. one per policy, for comparisons on the same encoders)."""
         settings = replace(self.selection, port=self.ports.get(name, 0), profile_store=self.endpoint("profile_store"),
-                           models=(self.model,), policy=policy,
-                           encoders=tuple(f"{m}={self.endpoint('encoder_' + m)}" for m in self.modalities))
+                           models=(self.model,), policy=policy, **self._model_source,
+                           encoders=tuple(f"{m}={self.endpoint('encoder_' + m)}" for m in self.served_modalities()))
         return self._start([(name, settings)], timeout_s)[0].address
+
+    @property
+    def _model_source(self) -> dict:
+        return {"model_repository": self.model_repository, "packs": self.packs}
 
     def _start(self, named: list[tuple[str, ServiceSettings]], timeout_s: float) -> list[ServiceProcess]:
         if self.metrics:
@@ -194,8 +213,8 @@ def _ensure_matrix(client, stack: Stack, progress: bool, say) -> None:
         if exc.code() != grpc.StatusCode.NOT_FOUND:
             raise
     say("      no strategy matrix yet: quick latency profile (warmup 1, repeats 3) and solve ...")
-    profile = profile_latency(stack.model, home=stack.home, device=stack.device, warmup=1, repeats=3,
-                              progress=progress)
+    profile = profile_latency(stack.model, device=stack.device, warmup=1, repeats=3, progress=progress,
+                              opened=stack.open_model())
     latency_ref = client.put_latency_profile(profile)
     result = solve_from_store(client, stack.model, device=stack.device)
     say(f"      latency profile v{latency_ref.version} [{latency_ref.variant}], "
@@ -207,15 +226,18 @@ def bring_up(stack: Stack, size: str | None = None, progress: bool = True, say=p
     """Store, then make sure the store holds the trained model (and, with `ensure_matrix`, a
     strategy matrix: a short profile and a solve when it has none), then encoders and selection."""
     from mosel.lifecycle.publish import publish
+    from mosel.models.registry import use_packs
     from mosel.store.client import ProfileStoreClient
 
+    use_packs(stack.packs)
     say(f"[1/3] profile store (state in {stack.home}) ...")
     address = stack.start_store()
     client = ProfileStoreClient(address)
     try:
         client.wait_ready(30.0)
         say(f"[2/3] model {stack.model}: checkpoint, accuracy profile ...")
-        versions = publish(client, stack.model, stack.home, size=size, progress=progress)
+        versions = publish(client, stack.model, stack.home, size=size, progress=progress,
+                           repository=stack.model_repository)
         say(f"      manifest v{versions['manifest']}, accuracy profile v{versions['accuracy']}, "
             f"size preset {versions['size'] or '?'}")
         if size and versions["size"] and size != versions["size"]:
@@ -229,6 +251,6 @@ def bring_up(stack: Stack, size: str | None = None, progress: bool = True, say=p
         raise
     finally:
         client.close()
-    say(f"[3/3] encoders {', '.join(stack.modalities)} and selection service ...")
+    say(f"[3/3] encoders {', '.join(stack.served_modalities())} and selection service ...")
     stack.start_serving()
     return stack

@@ -2,8 +2,9 @@
 
 Accuracy per configuration on the test split with a Wilson 95% interval. The result is
 written as `accuracy.json` beside the checkpoint: the accuracy profile the profile store
-reads. For AV-Digits, modalities are paired by class (AV-MNIST protocol), not by natural
-co-occurrence; the test split's pairing and noise are fixed (TEST_SEED).
+reads. The test split is the pack's `dataset("test", seed=0)` hook (fixed for a pack);
+how it was built (for instance a pairing protocol) is the pack's `data_description()`,
+recorded in accuracy.json.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch
 
 from mosel.modalities import config_modalities
 from mosel.models import checkpoint as ckpt
-from mosel.lifecycle.train import _dataset_module, encode_all
+from mosel.lifecycle.train import batch_items, encode_all
 
 Z95 = 1.959963984540054
 
@@ -36,6 +37,23 @@ def wilson_interval(correct: int, n: int, z: float = Z95) -> tuple[float, float]
     return lo, hi
 
 
+def configuration_accuracy(pack, head, emb: torch.Tensor, labels) -> list[dict[str, Any]]:
+    """Rows {configuration, modalities, n, correct, accuracy, ci_low, ci_high}, largest first,
+    from the embeddings `emb` [N, M, D] of N labelled samples."""
+    n = int(emb.shape[0])
+    target = torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(emb.device)
+    rows = []
+    with torch.inference_mode():
+        for config in pack.configurations():
+            mods = config_modalities(config)
+            present = torch.tensor([m in mods for m in pack.modality_names], device=emb.device).expand(n, -1)
+            correct = int((head(emb, present).argmax(1) == target).sum())
+            lo, hi = wilson_interval(correct, n)
+            rows.append({"configuration": config, "modalities": list(mods), "n": n, "correct": correct,
+                         "accuracy": correct / n, "ci_low": lo, "ci_high": hi})
+    return rows
+
+
 def evaluate(
     pack_name: str,
     home: str | os.PathLike | None = None,
@@ -46,28 +64,19 @@ def evaluate(
 ) -> list[dict[str, Any]]:
     """Rows {configuration, modalities, n, correct, accuracy, ci_low, ci_high} for every
     configuration (largest first), on the held-out test split. Writes accuracy.json unless
-    write=False. Raises CheckpointError if the model is not trained."""
+    write=False. Raises CheckpointError if the model is not trained, NotImplementedError if
+    its pack brings no data (evaluate an exported version with `mosel model eval` instead)."""
     pack, encoders, head = ckpt.load_model(pack_name, home, device)
-    data = _dataset_module(pack_name)
-    split = data.build_split("test", data_dir=data_dir, frames=pack.frames)
+    split = pack.dataset("test", seed=0, data_dir=data_dir)
+    data_split = pack.data_description()
     n = len(split)
     chunks = []
     with torch.inference_mode():
         for b in range(0, n, batch_size):
             idx = np.arange(b, min(n, b + batch_size))
-            samples = {m: [split.items(m)[i] for i in idx] if m == "audio" else getattr(split, m)[idx]
-                       for m in pack.modality_names}
-            chunks.append(encode_all(pack, encoders, samples, device))
+            chunks.append(encode_all(pack, encoders, batch_items(pack, split, idx), device))
         emb = torch.cat(chunks)
-        labels = torch.from_numpy(split.labels).to(emb.device)
-        rows = []
-        for config in pack.configurations():
-            mods = config_modalities(config)
-            present = torch.tensor([m in mods for m in pack.modality_names], device=emb.device).expand(n, -1)
-            correct = int((head(emb, present).argmax(1) == labels).sum())
-            lo, hi = wilson_interval(correct, n)
-            rows.append({"configuration": config, "modalities": list(mods), "n": n, "correct": correct,
-                         "accuracy": correct / n, "ci_low": lo, "ci_high": hi})
+    rows = configuration_accuracy(pack, head, emb, split.labels)
     if write:
         manifest = ckpt.load_manifest(pack_name, home)
         ckpt.write_json(
@@ -76,7 +85,7 @@ def evaluate(
                 "model": pack_name,
                 "checkpoint_sha256": manifest["checkpoint"]["sha256"],
                 "split": "test",
-                "data_split": data.split_description(),
+                "data_split": data_split,
                 "confidence": 0.95,
                 "interval": "wilson",
                 "configurations": rows,

@@ -40,7 +40,8 @@ import numpy as np
 import torch
 
 import mosel
-from mosel.models.checkpoint import checkpoint_sha256, code_version, load_fusion_head, load_manifest
+from mosel.models.checkpoint import checkpoint_sha256, code_version
+from mosel.repository.source import OpenedModel, open_model
 from mosel.tables import format_table
 from mosel.protocol.v1 import profile_store_pb2 as ps
 
@@ -86,19 +87,33 @@ def _stats(samples: Sequence[float]) -> tuple[float, float]:
     return float(statistics.median(samples)), float(np.percentile(samples, 95))
 
 
-def _test_items(pack, count: int) -> dict[str, list[np.ndarray]]:
-    """At least `count` real wire-ready items per modality (cycled if the split is smaller)."""
-    samples = pack.test_samples(limit=count)
-    if not samples:
-        raise RuntimeError(f"model {pack.name!r} has no test samples to profile with")
-    items = {m: [inputs[m] for inputs, _ in samples] for m in pack.modality_names}
+def _test_items(pack, count: int, data=None) -> dict[str, list[np.ndarray]]:
+    """At least `count` real wire-ready items per modality (cycled if the set is smaller): from
+    `data` (a labelled set, see mosel.repository.data) when given, else the pack's test split,
+    else -- a repository model brings no data -- random items at the longest sequence length,
+    which profiles the worst case rather than the typical one."""
+    from mosel.encoder.runner import synthetic_item
+
+    if data is not None:
+        items = {m: list(data.items(m)[:count]) for m in pack.modality_names}
+    else:
+        try:
+            samples = pack.test_samples(limit=count)
+        except NotImplementedError:
+            rng = np.random.default_rng(0)
+            samples = [({m.name: synthetic_item(m.spec, rng, steps=m.spec.max_steps or None)
+                         for m in pack.modalities}, 0) for _ in range(count)]
+        if not samples:
+            raise RuntimeError(f"model {pack.name!r} has no test samples to profile with")
+        items = {m: [inputs[m] for inputs, _ in samples] for m in pack.modality_names}
     for m, lst in items.items():
         while len(lst) < count:
             lst.extend(lst[: count - len(lst)])
     return items
 
 
-def probe_precision(model: str, precision: str, device: str = "cpu", home=None) -> tuple[bool, str]:
+def probe_precision(model: str, precision: str, device: str = "cpu", home=None,
+                    opened: OpenedModel | None = None) -> tuple[bool, str]:
     """(runs, why): whether every encoder of `model` runs at `precision` on `device`.
 
     fp32 always runs. Otherwise one synthetic item goes through each encoder; an error or a
@@ -115,13 +130,13 @@ def probe_precision(model: str, precision: str, device: str = "cpu", home=None) 
             return False, "CUDA is not available"
         if precision == "bf16" and not torch.cuda.is_bf16_supported():
             return False, f"{torch.cuda.get_device_name(torch.device(device))} does not support bf16"
-    manifest = load_manifest(model, home=home)
+    opened = opened or open_model(model, home=home)
     rng = np.random.default_rng(0)
-    for m in manifest["modalities"]:
+    for m in opened.manifest["modalities"]:
         try:
-            runner = EncoderRunner(model, m["name"], device=device, precision=precision, max_batch=2, home=home)
+            runner = EncoderRunner(model, m["name"], device=device, precision=precision, max_batch=2, opened=opened)
             out = runner.encode([synthetic_item(runner.spec, rng) for _ in range(2)]).embeddings
-        except (RuntimeError, NotImplementedError, TypeError) as exc:
+        except (RuntimeError, NotImplementedError, TypeError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             return False, f"{m['name']} encoder fails at {precision} on {device}: {first}"
         if not np.isfinite(out).all():
@@ -140,6 +155,8 @@ def profile_latency(
     progress: bool = True,
     placement: str = "shared",
     threads: int = 1,
+    opened: OpenedModel | None = None,
+    data=None,
 ) -> ps.LatencyProfile:
     """Measure `model`'s encoders and fusion head for batch sizes 1..max_batch (see module doc).
 
@@ -159,14 +176,15 @@ def profile_latency(
         raise ValueError(f"need warmup >= 0 and repeats >= 1, got warmup={warmup}, repeats={repeats}")
     max_batch, warmup, repeats = int(max_batch), int(warmup), int(repeats)
 
-    manifest = load_manifest(model, home=home)
+    opened = opened or open_model(model, home=home)
+    manifest = opened.manifest
     modalities = [m["name"] for m in manifest["modalities"]]
-    runners = {m: EncoderRunner(model, m, device=device, precision=precision, max_batch=max_batch, home=home)
+    runners = {m: EncoderRunner(model, m, device=device, precision=precision, max_batch=max_batch, opened=opened)
                for m in modalities}
-    pack = next(iter(runners.values())).pack
-    items = _test_items(pack, max_batch)
-    _, head = load_fusion_head(model, home=home, device="cpu")
-    head.eval()
+    max_batch = min(r.max_batch for r in runners.values())
+    pack = opened.pack
+    items = _test_items(pack, max_batch, data)
+    head = opened.fusion_head("cpu")
 
     from tqdm import tqdm
 

@@ -10,37 +10,46 @@ from pathlib import Path
 
 import grpc
 
-from mosel.models.checkpoint import CheckpointError, checkpoint_sha256, load_accuracy, load_manifest, load_state
+from mosel.models.checkpoint import CheckpointError, checkpoint_sha256, load_state
+from mosel.repository.layout import has_model
+from mosel.repository.source import OpenedModel, open_model
 from mosel.protocol.v1 import profile_store_pb2 as ps
 from mosel.protocol.v1 import tensor_pb2
 
 log = logging.getLogger(__name__)
 
 
-def ensure_trained(model: str, home: Path, size: str | None = None, progress: bool = True) -> dict:
-    """The model's manifest, training it first when no valid checkpoint exists (missing,
-    corrupt, or trained against modality specs the code no longer declares)."""
+def ensure_trained(model: str, home: Path, size: str | None = None, progress: bool = True,
+                   repository=None) -> OpenedModel:
+    """The model, opened. A repository model is used as it is; a pack is trained first when no
+    valid checkpoint exists (missing, corrupt, or trained against modality specs the code no
+    longer declares)."""
+    if has_model(repository, model):
+        return open_model(model, home=home, repository=repository)
     try:
         load_state(model, home=home)
-        return load_manifest(model, home=home)
+        return open_model(model, home=home, repository=repository)
     except CheckpointError as exc:
         log.info("%s; training it now", exc)
     from mosel.lifecycle.train import train
 
     kwargs = {"size": size} if size else {}
     train(model, home=home, progress=progress, **kwargs)
-    return load_manifest(model, home=home)
+    return open_model(model, home=home, repository=repository)
 
 
-def ensure_evaluated(model: str, home: Path) -> list[dict]:
-    """Accuracy rows for the current checkpoint, evaluating when missing or stale."""
+def ensure_evaluated(opened: OpenedModel) -> list[dict]:
+    """Accuracy rows for exactly this model, evaluating a pack on its test split when they are
+    missing or stale. A repository model has no data of ours: `mosel model eval` makes them."""
     try:
-        return load_accuracy(model, home=home)["configurations"]
+        return opened.accuracy()["configurations"]
     except CheckpointError as exc:
+        if opened.version is not None:
+            raise
         log.info("%s; evaluating now", exc)
     from mosel.lifecycle.evaluate import evaluate
 
-    return evaluate(model, home=home)
+    return evaluate(opened.name, home=opened.home)
 
 
 def manifest_proto(manifest: dict) -> ps.ModelManifest:
@@ -84,12 +93,14 @@ def _latest_or_none(fetch, *args):
         raise
 
 
-def publish(client, model: str, home: Path, size: str | None = None, progress: bool = True) -> dict:
-    """Train/evaluate as needed and make the store hold this checkpoint's manifest and accuracy.
+def publish(client, model: str, home: Path, size: str | None = None, progress: bool = True,
+            repository=None) -> dict:
+    """Train/evaluate as needed and make the store hold this model's manifest and accuracy.
 
     Returns {"manifest": version, "accuracy": version, "checkpoint_sha256": ..., "size": preset
-    of the checkpoint served}."""
-    manifest = ensure_trained(model, home, size=size, progress=progress)
+    of the checkpoint served (or "v<N>" for a repository version)}."""
+    opened = ensure_trained(model, home, size=size, progress=progress, repository=repository)
+    manifest = opened.manifest
     sha = checkpoint_sha256(manifest)
     stored = _latest_or_none(client.get_model, model)
     if stored is None or stored.checkpoint_sha256 != sha:
@@ -100,10 +111,10 @@ def publish(client, model: str, home: Path, size: str | None = None, progress: b
         manifest_version = stored.ref.version
     accuracy = _latest_or_none(client.get_accuracy_profile, model)
     if accuracy is None or accuracy.checkpoint_sha256 != sha:
-        rows = ensure_evaluated(model, home)
+        rows = ensure_evaluated(opened)
         accuracy_version = client.put_accuracy_profile(accuracy_proto(model, rows, manifest)).version
         log.info("stored %s accuracy profile v%d", model, accuracy_version)
     else:
         accuracy_version = accuracy.ref.version
-    return {"manifest": manifest_version, "accuracy": accuracy_version, "checkpoint_sha256": sha,
-            "size": manifest.get("size", {}).get("preset", "")}
+    size_name = f"v{opened.version.version}" if opened.version else manifest.get("size", {}).get("preset", "")
+    return {"manifest": manifest_version, "accuracy": accuracy_version, "checkpoint_sha256": sha, "size": size_name}

@@ -9,6 +9,8 @@ them (mosel.models.items.pack_items), so training sees the serving input distrib
 
 Deterministic for a seed: module init under torch.manual_seed(seed), data draws and
 order from numpy Generators seeded from (seed, epoch), deterministic torch algorithms.
+The data comes from the pack's `dataset("train", seed)` hook, drawn afresh every epoch;
+batches are bucketed by the lengths of the first dynamic sequence modality, if any.
 """
 
 from __future__ import annotations
@@ -26,24 +28,23 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from mosel.models.items import pack_items
+from mosel.models.labelled import steps, take
+from mosel.models.pack import TRAINING_DEFAULTS, ModelPack
 from mosel.models.registry import get_pack
-from mosel.models.pack import ModelPack
-
-# Training hyper-parameters per size preset (epochs chosen so "default" trains in under
-# 3 minutes on 2 CPU cores and "tiny" in well under a minute).
-TRAIN_PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": {"epochs": 8, "batch_size": 64, "lr": 4e-3, "weight_decay": 1e-4},
-    "default": {"epochs": 16, "batch_size": 64, "lr": 3e-3, "weight_decay": 1e-4},
-    "large": {"epochs": 30, "batch_size": 128, "lr": 2e-3, "weight_decay": 1e-4},
-}
 
 
-def _dataset_module(pack_name: str):
-    if pack_name == "av-digits":
-        from mosel.models.av_digits import dataset as av_digits
+def bucket_modality(pack: ModelPack) -> str | None:
+    """The modality whose lengths bucket the batches: the first sequence modality with a
+    dynamic step axis (None when there is none: plain shuffled batches)."""
+    for m in pack.modalities:
+        if m.spec.sequence and m.spec.shape and m.spec.shape[0] == -1:
+            return m.name
+    return None
 
-        return av_digits
-    raise KeyError(f"no training data is wired up for model pack {pack_name!r}")
+
+def training_hyperparameters(pack: ModelPack) -> dict[str, Any]:
+    """The pack's training defaults, gaps filled from mosel.models.pack.TRAINING_DEFAULTS."""
+    return {**TRAINING_DEFAULTS, **pack.training_defaults()}
 
 
 @contextmanager
@@ -102,7 +103,7 @@ def length_bucketed_batches(rng: np.random.Generator, lengths: list[int], batch_
 
 
 def encode_all(pack: ModelPack, encoders: Mapping[str, torch.nn.Module], samples: Mapping[str, list], device) -> torch.Tensor:
-    """Pack and encode every modality of a batch: float32[B, M, D] in pack order."""
+    """Pack and encode every modality of a batch (items by modality): float32[B, M, D] in pack order."""
     embs = []
     for m in pack.modality_names:
         x, lengths = pack_items(samples[m], pack.modality(m).spec)
@@ -110,8 +111,13 @@ def encode_all(pack: ModelPack, encoders: Mapping[str, torch.nn.Module], samples
     return torch.stack(embs, dim=1)
 
 
+def batch_items(pack: ModelPack, data, idx) -> dict[str, Any]:
+    """The items of samples `idx` of a LabelledSet, by modality (stacked arrays stay stacked)."""
+    return {m: take(data.items(m), idx) for m in pack.modality_names}
+
+
 def train(
-    pack_name: str = "av-digits",
+    pack_name: str,
     seed: int = 0,
     epochs: int | None = None,
     size: str | Mapping[str, Any] | None = None,
@@ -127,29 +133,32 @@ def train(
 ) -> dict:
     """Train `pack_name` and (if `save`) write it under `home`/models/<name>/.
 
-    `size` is a preset name ("tiny", "default", "large") or a dict of size knobs
-    ({"preset": "tiny", "width": 12, ...}). Returns a summary dict with per-epoch history,
-    the model dir and the train time. Also returns the trained modules under
+    `size` is a preset name or a dict of size knobs ({"preset": "tiny", "width": 12, ...}),
+    as the pack defines them. The data and the default hyper-parameters come from the
+    pack's hooks (`dataset`, `data_description`, `training_defaults`); a pack without data
+    raises NotImplementedError before any training. Returns a summary dict with per-epoch
+    history, the model dir and the train time. Also returns the trained modules under
     "encoders"/"fusion_head" (not JSON-able; drop them before printing)."""
     from mosel.models.checkpoint import save_model
 
     knobs = _normalise_size(size)
     pack = get_pack(pack_name, **knobs)
-    preset = pack.size.get("preset", "default")
-    hp = dict(TRAIN_PRESETS.get(preset, TRAIN_PRESETS["default"]))
+    hp = training_hyperparameters(pack)
     for key, value in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr)):
         if value is not None:
             hp[key] = value
     if int(hp["epochs"]) < 1 or int(hp["batch_size"]) < 1:
         raise ValueError("epochs and batch_size must be >= 1")
-    data = _dataset_module(pack_name)
+    data_split = pack.data_description()  # before training: a pack without data fails here, not at save
     hp.setdefault("modality_dropout", "all")
     if modality_dropout is not None:
         hp["modality_dropout"] = modality_dropout
     if hp["modality_dropout"] not in ("all", "random"):
         raise ValueError("modality_dropout must be 'all' or 'random'")
+    bucket = bucket_modality(pack)
     hp.update({"optimizer": "AdamW", "schedule": "one-cycle (10% warm-up, cosine decay)",
-               "batching": "shuffled, bucketed by audio length within groups of 8 batches"})
+               "batching": "shuffled" if bucket is None else
+               f"shuffled, bucketed by {bucket} length within groups of 8 batches"})
 
     if threads is None and torch.device(device).type == "cpu":
         threads = 1
@@ -160,7 +169,7 @@ def train(
         head = pack.build_fusion_head().to(device)
         params = [p for e in encoders.values() for p in e.parameters()] + list(head.parameters())
         opt = torch.optim.AdamW(params, lr=hp["lr"], weight_decay=hp["weight_decay"])
-        probe = data.build_split("train", seed=_epoch_seed(seed, 0), data_dir=data_dir, frames=pack.frames)
+        probe = pack.dataset("train", seed=_epoch_seed(seed, 0), data_dir=data_dir)
         n = len(probe)
         steps_per_epoch = (n + hp["batch_size"] - 1) // hp["batch_size"]
         total = steps_per_epoch * int(hp["epochs"])
@@ -174,7 +183,7 @@ def train(
             def draw(epoch: int):
                 if threads:  # OpenMP thread counts are per calling thread
                     torch.set_num_threads(int(threads))
-                return data.build_split("train", seed=_epoch_seed(seed, epoch), data_dir=data_dir, frames=pack.frames)
+                return pack.dataset("train", seed=_epoch_seed(seed, epoch), data_dir=data_dir)
 
             upcoming = prefetch.submit(draw, 1) if hp["epochs"] > 1 else None
             for epoch in range(int(hp["epochs"])):
@@ -184,15 +193,15 @@ def train(
                 else:
                     split = probe
                 rng = np.random.default_rng(np.random.SeedSequence([seed, epoch, 0x5EED]))
-                batches = length_bucketed_batches(rng, [a.shape[0] for a in split.audio], hp["batch_size"])
+                lengths = steps(split.items(bucket)) if bucket is not None else [0] * len(split)
+                batches = length_bucketed_batches(rng, lengths, hp["batch_size"])
                 for e in encoders.values():
                     e.train()
                 head.train()
                 loss_sum, correct, seen = 0.0, 0, 0
                 for idx in batches:
-                    samples = {m: [split.items(m)[i] for i in idx] if m == "audio" else getattr(split, m)[idx]
-                               for m in pack.modality_names}
-                    labels = torch.from_numpy(split.labels[idx]).to(device)
+                    samples = batch_items(pack, split, idx)
+                    labels = torch.from_numpy(np.asarray(split.labels, dtype=np.int64)[idx]).to(device)
                     emb = encode_all(pack, encoders, samples, device)
                     full = torch.ones(len(idx), len(pack.modalities), dtype=torch.bool, device=device)
                     logits_full = head(emb, full)
@@ -233,7 +242,7 @@ def train(
     }
     if save:
         folder = save_model(
-            pack, encoders, head, seed=seed, hyperparameters=hp, data_split=data.split_description(),
+            pack, encoders, head, seed=seed, hyperparameters=hp, data_split=data_split,
             train_time_s=train_time, home=home,
             extra={"training": {"history": history, "train_samples_per_epoch": n, "device": str(device)}},
         )
@@ -244,7 +253,7 @@ def train(
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
-    """Seed of epoch `epoch`'s training draw (pairing, noise, video motion)."""
+    """Seed of epoch `epoch`'s training draw (`pack.dataset("train", seed=...)`)."""
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
 
 

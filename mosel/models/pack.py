@@ -16,13 +16,18 @@ Contract shared with the batching ops (mosel.ops.batching):
 - The fusion head maps `(emb: float32[B, M, embed_dim], present: bool[B, M])`, M in
   the pack's modality order, to logits `float32[B, num_classes]`; a row with no
   present modality is an error.
+
+Data hooks (optional; a pack without them can be served but not trained or evaluated here):
+`dataset(split, seed, data_dir)` returns a mosel.models.labelled.LabelledSet, with
+`data_description()` (recorded in manifests) and `training_defaults()`; `test_samples`
+is built on them. The defaults raise NotImplementedError saying the pack brings no data.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 from torch import nn
@@ -30,10 +35,16 @@ from torch import nn
 from mosel.errors import InvalidInput  # noqa: F401 - part of the pack interface
 from mosel.modalities import all_configurations
 
+if TYPE_CHECKING:
+    from mosel.models.labelled import LabelledSet
+
+# what `training_defaults` gives a pack that does not say (mosel.lifecycle.train fills gaps from it)
+TRAINING_DEFAULTS: dict[str, Any] = {"epochs": 10, "batch_size": 64, "lr": 3e-3, "weight_decay": 1e-4}
+
 
 @dataclass(frozen=True)
 class TensorSpec:
-    dtype: str  # numpy dtype name on the wire: "uint8", "float32", ...
+    dtype: str  # numpy dtype name on the wire; serving's batching ops take "uint8", "float16", "float32"
     shape: tuple[int, ...]  # per item, without batch; -1 marks a dynamic dim
     sequence: bool = False  # dim 0 is a sequence axis (see module doc)
     mean: float = 0.0  # normalisation applied when packing
@@ -115,6 +126,46 @@ class ModelPack(ABC):
                     raise InvalidInput(field, f"{modality} dim 0 is at most {spec.max_steps}, got {got}")
             elif want != got:
                 raise InvalidInput(field, f"{modality} expects shape {list(spec.shape)}, got {list(item.shape)}")
+
+    # -- data hooks (not abstract: packs without labelled data need not implement them)
+
+    def _no_data(self, hook: str) -> NotImplementedError:
+        return NotImplementedError(
+            f"model pack {self.name!r} brings no labelled data ({type(self).__name__}.{hook} is not implemented); "
+            "it cannot be trained or evaluated by mosel train/eval -- give it a dataset() hook, or evaluate "
+            "an exported version on your own data with `mosel model eval VERSION_DIR --data FILE.npz`"
+        )
+
+    def dataset(self, split: str, seed: int = 0, data_dir: Any = None) -> "LabelledSet":
+        """Labelled, wire-ready samples of `split` ("train" or "test"), a pure function of the arguments.
+
+        "train" is drawn once per epoch with a different `seed` (fresh augmentation/pairing);
+        "test" with seed 0 is the evaluation set (`mosel eval`), other seeds may give other
+        draws of the same held-out sources. `data_dir` overrides the pack's data location."""
+        raise self._no_data("dataset")
+
+    def data_description(self) -> dict[str, Any]:
+        """JSON-able description of the data and splits, recorded in manifests as `data_split`."""
+        raise self._no_data("data_description")
+
+    def training_defaults(self) -> dict[str, Any]:
+        """Training hyper-parameters for this size: epochs, batch_size, lr, weight_decay (and
+        optionally modality_dropout, "all" or "random"). Missing keys take TRAINING_DEFAULTS."""
+        return dict(TRAINING_DEFAULTS)
+
+    def test_samples(
+        self, data_dir: Any = None, limit: int | None = None, seed: int = 0
+    ) -> list[tuple[dict[str, np.ndarray], int]]:
+        """Wire-ready (items by modality, label) from `dataset("test", seed)`, for demos, profiling
+        and load generators. seed=0 is the evaluation draw; the order is shuffled by `seed`, so
+        a `limit` still covers the classes."""
+        from mosel.models.labelled import samples
+
+        data = self.dataset("test", seed=seed, data_dir=data_dir)
+        order = np.random.default_rng(seed).permutation(len(data))
+        if limit is not None:
+            order = order[: max(0, int(limit))]
+        return samples(data, self.modality_names, order)
 
     def describe(self) -> dict[str, Any]:
         """JSON-able description, the core of the manifest."""

@@ -51,3 +51,23 @@ class ServiceSettings(Settings):
 def checkpoint_home():
     """The `--home` field of the services that load checkpoints."""
     return setting(None, "state directory holding checkpoints (default $MOSEL_HOME)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelServiceSettings(ServiceSettings):
+    """A service that loads models: where they are found (see mosel.repository.source)."""
+
+    home: str | None = checkpoint_home()
+    model_repository: str | None = setting(None, "model repository: <DIR>/<model>/<version>/manifest.json "
+                                           "(default $MOSEL_HOME/repository)", metavar="DIR")
+    packs: tuple[str, ...] = setting((), "plug-in model pack on the Python path (repeatable; installed packs "
+                                     "are found through the mosel.models entry points)", flag="--pack",
+                                     metavar="MODULE:CLASS")
+
+    def open_model(self, name: str, version: int | None = None):
+        """The model `name` from the repository or the trained packs (one of MODEL_ERRORS if it cannot be)."""
+        from mosel.models.registry import use_packs
+        from mosel.repository.source import open_model
+
+        use_packs(self.packs)
+        return open_model(name, home=self.home, repository=self.model_repository, version=version)

@@ -8,7 +8,7 @@ import time
 
 from mosel.ops import extension as ext
 from mosel.errors import Unavailable
-from mosel.models.checkpoint import CheckpointError
+from mosel.repository.source import MODEL_ERRORS, find_digest
 from mosel.engine.dispatcher import Dispatcher
 from mosel.engine.encoder_pool import EncoderPool, parse_encoder_flags
 from mosel.engine.served_model import ServedModel
@@ -29,6 +29,20 @@ from mosel.protocol.v1 import selection_pb2_grpc
 log = logging.getLogger("services.selection")
 
 
+def _load_models(settings, names: list[str]) -> dict[str, ServedModel]:
+    """The models that load; a broken one is logged and left out, so it stops no other."""
+    pinned = settings.pinned_versions()
+    models = {}
+    for name in names:
+        try:
+            opened = settings.open_model(name, pinned.get(name))
+            models[name] = ServedModel.load(name, opened=opened)
+            log.info("model %s from %s", name, opened.where)
+        except (*MODEL_ERRORS, KeyError) as exc:
+            log.error("model %s is not served: %s", name, exc)
+    return models
+
+
 def main(argv: list[str] | None = None) -> int:
     settings = SelectionSettings.parse(argv)
     settings.setup_logging("selection")
@@ -42,23 +56,34 @@ def main(argv: list[str] | None = None) -> int:
             log.error("the profile store at %s holds no model; run `mosel demo` or register one",
                       settings.profile_store)
             return 2
-        models = {name: ServedModel.load(name, home=settings.home) for name in names}
+        models = _load_models(settings, names)
+        if not models:
+            log.error("none of the models %s can be served (see the errors above)", names)
+            return 2
         encoder_flags = parse_encoder_flags(list(settings.encoders), default_model=names[0])
         pools = {}
-        for name, model in models.items():
+        for name, model in list(models.items()):
             addresses = encoder_flags.get(name, {})
             missing = set(model.pack.modality_names) - set(addresses)
             if missing:
-                log.error("model %s: no --encoder given for %s", name, sorted(missing))
-                return 2
+                log.error("model %s is not served: no --encoder given for %s", name, sorted(missing))
+                del models[name]
+                continue
             pools[name] = EncoderPool(name, addresses, settings.max_message_bytes)
             pools[name].wait_serving(settings.wait_s)
-    except (CheckpointError, Unavailable, ValueError) as exc:
+        if not models:
+            log.error("no model has all its encoders")
+            return 2
+    except (*MODEL_ERRORS, Unavailable, ValueError) as exc:
         log.error("cannot start: %s", exc)
         return 2
 
     ext.load_ops()
-    sync = ProfileSync(store, models)
+    pinned = settings.pinned_versions()
+    # a pinned model keeps its version; the others follow the store's manifest to new weights
+    find = lambda name, digest: None if name in pinned else find_digest(  # noqa: E731
+        name, digest, home=settings.home, repository=settings.model_repository)
+    sync = ProfileSync(store, models, find=find)
     sync.load_all()
     sync.start()
     metrics = SelectionMetrics() if settings.metrics_port >= 0 else None

@@ -18,7 +18,10 @@ FORBIDDEN = {
     "mosel.sim": {"mosel.engine", "mosel.server", "mosel.store", "mosel.encoder", "mosel.launch", "mosel.cli"},
     "mosel.errors": {"mosel.models", "mosel.engine", "mosel.protocol"},
     "mosel.models": {"mosel.engine", "mosel.server", "mosel.store", "mosel.scheduling", "mosel.lifecycle",
-                     "mosel.cli", "mosel.bench"},
+                     "mosel.cli", "mosel.bench", "mosel.repository"},
+    # the repository format and loading: models only, so every service and command can use it
+    "mosel.repository": {"mosel.engine", "mosel.server", "mosel.store", "mosel.scheduling", "mosel.lifecycle",
+                         "mosel.encoder", "mosel.cli", "mosel.bench", "mosel.launch", "mosel.protocol"},
 }
 GRPC_FREE = ("mosel.scheduling", "mosel.planning")
 

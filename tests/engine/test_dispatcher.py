@@ -31,7 +31,7 @@ class FakeEncoders:
         self.calls: list[tuple[str, int]] = []
         self.lock = threading.Lock()
 
-    def encode(self, modality, tensors, timeout_s):
+    def encode(self, modality, tensors, timeout_s, digest=""):
         if self.gate is not None:
             self.gate.wait(10)
         with self.lock:
@@ -122,7 +122,8 @@ def test_fusion_gets_only_the_modalities_each_request_used(model):
             seen["present"] = present.clone()
             return torch.zeros(emb.shape[0], 10)
 
-    model.head = Head()
+    model = ServedModel(model.name, model.pack, Head(), manifest={})
+    model.update_profiles(accuracy={c: 0.9 for c in model.configurations})
     d = Dispatcher(model, FakeEncoders(model.pack.embed_dim), AgnosticPolicy(), ServingStats())
     try:
         job = make_job(model, 2, 5.0, "mixed")
@@ -195,7 +196,7 @@ class GatedEncoders(FakeEncoders):
         self.fail = fail
         self.started: list[str] = []
 
-    def encode(self, modality, tensors, timeout_s):
+    def encode(self, modality, tensors, timeout_s, digest=""):
         with self.lock:
             self.started.append(modality)
         if modality in self.gates:

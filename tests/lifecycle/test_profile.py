@@ -16,6 +16,7 @@ from mosel.protocol.records import (accuracies_from_profile, cost_from_latency_p
 from mosel.models.checkpoint import load_manifest
 from mosel.lifecycle.profile import format_profile, probe_precision, profile_latency
 from mosel.lifecycle.publish import accuracy_proto, ensure_evaluated, manifest_proto
+from mosel.repository.source import open_model
 from mosel.planning.solver import solve_matrix
 from mosel.store import validate
 from mosel.protocol.v1 import profile_store_pb2 as ps
@@ -41,7 +42,7 @@ def profile(tiny_model_home):
 
 @pytest.fixture(scope="module")
 def accuracy_pb(tiny_model_home, manifest):
-    return accuracy_proto(MODEL, ensure_evaluated(MODEL, tiny_model_home), manifest)
+    return accuracy_proto(MODEL, ensure_evaluated(open_model(MODEL, home=tiny_model_home)), manifest)
 
 
 def test_profile_is_accepted_by_the_store_validator(profile, manifest_pb, manifest):

@@ -44,9 +44,10 @@ CHANGED = {
         encoders=("audio=h:1,h:2", "b/video=h:3"), policy="mosel", default_budget_ms=250.5, max_job_size=8,
         max_round=16, pipeline_depth=1, reply_margin_ms=0.0, miss_target=0.25, headroom_step_ms=0.0,
         max_queue=10, batch_wait_ms=1.5, max_inflight=7, home="/state", wait_s=0.5, metrics_port=9100,
-        http_port=8000),
+        http_port=8000, model_repository="/repo", model_versions=("a=2",), packs=("pkg.mod:Pack", "x:Y")),
     EncoderSettings: EncoderSettings(host="::1", port=9, modality="video", model="m", precision="bf16",
-                                     max_batch=4, home="/h", threads=3),
+                                     max_batch=4, home="/h", threads=3, model_repository="/r", model_version=3,
+                                     packs=("pkg.mod:Pack",)),
     ProfileStoreSettings: ProfileStoreSettings(port=1, db="postgresql://u@h:5/db", poll_ms=20.0, grace_s=0.0),
 }
 
@@ -146,8 +147,8 @@ def test_to_argv_leaves_defaults_out_and_repeats_lists():
     assert "--encoder=b/video=h:3" in argv and "--pipeline-depth=1" in argv
     # every field differs from its default, so every flag is on the command line
     assert {a.split("=")[0] for a in argv} == {f"--{f.name.replace('_', '-')}" for f in
-                                               dataclasses.fields(SelectionSettings)} - {"--models", "--encoders"} \
-        | {"--model", "--encoder"}
+                                               dataclasses.fields(SelectionSettings)} \
+        - {"--models", "--encoders", "--model-versions", "--packs"} | {"--model", "--encoder", "--model-version", "--pack"}
 
 
 def test_command_runs_the_module_on_this_interpreter():

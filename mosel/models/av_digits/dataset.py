@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -97,13 +98,15 @@ class AVDigitsSplit:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def items(self, modality: str) -> list[np.ndarray]:
+    def items(self, modality: str) -> Sequence[np.ndarray]:
+        """A mosel.models.labelled.LabelledSet: audio as a list (lengths vary), image and video
+        as their stacked arrays (equal-sized items; training packs them vectorised)."""
         if modality == "audio":
             return self.audio
         if modality == "image":
-            return list(self.image)
+            return self.image
         if modality == "video":
-            return list(self.video)
+            return self.video
         raise KeyError(modality)
 
     def sample(self, i: int) -> dict[str, np.ndarray]:
@@ -258,6 +261,15 @@ def build_split(
         split=split, labels=labels, audio=audio, image=image, video=video,
         audio_keys=[r.key for r in recs], image_ids=image_ids, video_ids=video_ids,
     )
+
+
+def pack_dataset(split: str, seed: int = 0, data_dir: str | os.PathLike | None = None, frames: int = FRAMES
+                 ) -> AVDigitsSplit:
+    """The pack's `dataset` hook: a "train" draw with `seed` as is (one per epoch), a "test" draw
+    with TEST_SEED + seed, so seed 0 is the evaluation set whatever the training seed."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
+    return build_split(split, seed=TEST_SEED + seed if split == "test" else seed, data_dir=data_dir, frames=frames)
 
 
 def normalisation_stats(data_dir: str | os.PathLike | None = None, seed: int = 0) -> dict[str, tuple[float, float]]:

@@ -17,6 +17,8 @@ other items in its batch):
 Batch norm uses running statistics in eval mode, so serving stays per item.
 Fusion: per-modality projections, masked mean over present modalities, plus the
 presence mask, into an MLP. Any non-empty subset works.
+Under torch.export (mosel.repository.artifacts) the modules take a shape-static path with the
+same results: no value checks, and the video CNN runs on every frame (padding included).
 
 Size presets scale width/depth: "tiny" (tests), "default" (CPU), "large" (GPU).
 """
@@ -59,12 +61,30 @@ PRESETS: dict[str, dict[str, int]] = {
 # ------------------------------------------------------------------ helpers
 
 
+def _is_exporting() -> bool:
+    return torch.compiler.is_exporting()
+
+
+# TorchScript cannot compile torch.compiler.is_exporting (it reads a Python global), so it gets
+# an unused stub; the stub's signature needs a real annotation, not this module's postponed one.
+_is_exporting.__annotations__["return"] = bool
+_is_exporting = torch.jit.unused(_is_exporting)
+
+
+def _static_path() -> bool:
+    """True while torch.export traces a module (mosel.repository.artifacts): take the shape-static
+    path, without data-dependent Python branches or value checks (serving validates inputs
+    before they reach a model). Eager and TorchScript (which compiles `_is_exporting` to an
+    unused stub that the `is_scripting` test never reaches) keep the eager path."""
+    return not torch.jit.is_scripting() and _is_exporting()
+
+
 def _check_lengths(x: torch.Tensor, lengths: torch.Tensor, row: int, name: str) -> None:
     if x.dim() != 3 or x.shape[2] != row:
         raise ValueError(f"{name} encoder expects x of shape [K, L, {row}], got {list(x.shape)}")
     if lengths.dim() != 1 or lengths.shape[0] != x.shape[0]:
         raise ValueError(f"{name} encoder expects lengths of shape [{x.shape[0]}], got {list(lengths.shape)}")
-    if x.shape[0] and (int(lengths.min()) < 1 or int(lengths.max()) > x.shape[1]):
+    if x.shape[0] and not _static_path() and (int(lengths.min()) < 1 or int(lengths.max()) > x.shape[1]):
         raise ValueError(f"{name} encoder: lengths must be in 1..{x.shape[1]}")
 
 
@@ -134,13 +154,14 @@ class AudioEncoder(nn.Module):
 class ImageEncoder(nn.Module):
     def __init__(self, width: int, depth: int, embed_dim: int):
         super().__init__()
+        self.row = SIDE * SIDE
         self.frame = _cnn(width, 2 * width, depth, embed_dim)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        _check_lengths(x, lengths, SIDE * SIDE, "image")
+        _check_lengths(x, lengths, self.row, "image")
         if x.shape[1] != 1:
             raise ValueError(f"image encoder expects one step per item, got L={x.shape[1]}")
-        return self.frame(x.reshape(-1, SIDE * SIDE))
+        return self.frame(x.reshape(-1, self.row))
 
 
 class VideoEncoder(nn.Module):
@@ -148,15 +169,19 @@ class VideoEncoder(nn.Module):
         super().__init__()
         # wider first stage and narrower second stage than the image CNN; with 8 frames per
         # clip this is ~75% of the full configuration's MACs and ~2/3 of its CPU latency at batch 32
+        self.row = SIDE * SIDE
         self.frame = _cnn(width + width // 4, width, depth, embed_dim)
         self.temporal = MaskedConv1dStack(embed_dim, embed_dim, layers=1, kernel=3)
         self.out = nn.Linear(2 * embed_dim, embed_dim)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        _check_lengths(x, lengths, SIDE * SIDE, "video")
+        _check_lengths(x, lengths, self.row, "video")
         k, steps = x.shape[0], x.shape[1]
         mask = _step_mask(lengths, steps, x.device)
-        if bool(mask.all()):  # common case, no padding: skip the gather/scatter
+        # no padding (the common case), or exporting: the CNN on every frame. Exported graphs
+        # always take this path: the padded frames' features are zeroed by the temporal stack's
+        # mask before they are read, so valid frames get the same values as the gather below.
+        if _static_path() or bool(mask.all()):
             h = self.frame(x.reshape(k * steps, -1)).reshape(k, steps, -1)
         else:
             feats = self.frame(x[mask])  # valid frames only: padding costs nothing; [N, D]
@@ -186,8 +211,8 @@ class FusionHead(nn.Module):
         if present.shape != emb.shape[:2]:
             raise ValueError(f"fusion head expects present [B, {self.modalities}], got {list(present.shape)}")
         present = present.to(device=emb.device, dtype=torch.bool)
-        if emb.shape[0] and not bool(present.any(dim=1).all()):
-            rows = torch.nonzero(~present.any(dim=1)).flatten().tolist()
+        if emb.shape[0] and not _static_path() and not bool(present.any(dim=1).all()):
+            rows: list[int] = torch.nonzero(~present.any(dim=1)).flatten().tolist()
             raise ValueError(f"fusion head: rows {rows[:10]} have no present modality")
         h = torch.stack([F.relu(p(emb[:, i])) for i, p in enumerate(self.proj)], dim=1)  # [B, M, H]
         m = present[..., None]
@@ -197,6 +222,14 @@ class FusionHead(nn.Module):
 
 
 # ------------------------------------------------------------------ the pack
+
+# Training hyper-parameters per size preset (epochs chosen so "default" trains in under
+# 3 minutes on 2 CPU cores and "tiny" in well under a minute).
+TRAIN_PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {"epochs": 8, "batch_size": 64, "lr": 4e-3, "weight_decay": 1e-4},
+    "default": {"epochs": 16, "batch_size": 64, "lr": 3e-3, "weight_decay": 1e-4},
+    "large": {"epochs": 30, "batch_size": 128, "lr": 2e-3, "weight_decay": 1e-4},
+}
 
 
 class AVDigitsPack(ModelPack):
@@ -331,20 +364,19 @@ class AVDigitsPack(ModelPack):
             raise InvalidInput(field, f"video has {len(frames)} frames; at most {VIDEO_MAX_STEPS}")
         return np.stack([self._picture(f, f"{field}[{i}]", "video frame") for i, f in enumerate(frames)])
 
-    # -- data for demos and load generators
+    # -- data hooks (training, evaluation; test_samples comes from ModelPack on top of `dataset`)
 
-    def test_samples(
-        self, data_dir: str | os.PathLike | None = None, limit: int | None = None, seed: int = 0
-    ) -> list[tuple[dict[str, np.ndarray], int]]:
-        """Wire-ready (items by modality, label) from the held-out test split.
+    def dataset(self, split: str, seed: int = 0, data_dir: str | os.PathLike | None = None):
+        """Paired samples (mosel.models.av_digits.dataset): "train" drawn with `seed`, "test" with
+        TEST_SEED + seed (seed 0: the evaluation draw, same pairing and noise as `mosel eval`)."""
+        from mosel.models.av_digits.dataset import pack_dataset
 
-        seed=0 is the evaluation draw (same pairing and noise as `mosel eval`); other seeds
-        give other draws of the same test clips/images. Order is shuffled by `seed`, so a
-        `limit` still covers the classes."""
-        from mosel.models.av_digits.dataset import TEST_SEED, build_split
+        return pack_dataset(split, seed=seed, data_dir=data_dir, frames=self.frames)
 
-        split = build_split("test", seed=TEST_SEED + seed, data_dir=data_dir, frames=self.frames)
-        order = np.random.default_rng(seed).permutation(len(split))
-        if limit is not None:
-            order = order[: max(0, int(limit))]
-        return [(split.sample(int(i)), int(split.labels[i])) for i in order]
+    def data_description(self) -> dict[str, Any]:
+        from mosel.models.av_digits.dataset import split_description
+
+        return split_description()
+
+    def training_defaults(self) -> dict[str, Any]:
+        return dict(TRAIN_PRESETS.get(self.size.get("preset", "default"), TRAIN_PRESETS["default"]))

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from mosel.protocol.v1 import tensor_pb2 as mosel_dot_protocol_dot_v1_dot_tensor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fmosel/protocol/v1/encoder.proto\x12\x08mosel.v1\x1a\x1emosel/protocol/v1/tensor.proto\"g\n\rEncodeRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x08modality\x18\x02 \x01(\t\x12\x1f\n\x05items\x18\x03 \x03(\x0b\x32\x10.mosel.v1.Tensor\x12\x14\n\x0c\x66rame_stride\x18\x04 \x01(\x05\"\\\n\x0e\x45ncodeResponse\x12$\n\nembeddings\x18\x01 \x01(\x0b\x32\x10.mosel.v1.Tensor\x12\x12\n\ncompute_us\x18\x02 \x01(\x03\x12\x10\n\x08queue_us\x18\x03 \x01(\x03\"\x14\n\x12\x45ncoderInfoRequest\"\xec\x01\n\x0b\x45ncoderInfo\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x08modality\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65vice_name\x18\x04 \x01(\t\x12\x11\n\tprecision\x18\x05 \x01(\t\x12\x11\n\tmax_batch\x18\x06 \x01(\x05\x12\x0c\n\x04warm\x18\x07 \x01(\x08\x12\x11\n\tembed_dim\x18\x08 \x01(\x05\x12\"\n\x04spec\x18\t \x01(\x0b\x32\x14.mosel.v1.TensorSpec\x12\x19\n\x11\x63heckpoint_sha256\x18\n \x01(\t\x12\x11\n\tfused_ops\x18\x0b \x01(\x08\x32\x8a\x01\n\x0e\x45ncoderService\x12;\n\x06\x45ncode\x12\x17.mosel.v1.EncodeRequest\x1a\x18.mosel.v1.EncodeResponse\x12;\n\x04Info\x12\x1c.mosel.v1.EncoderInfoRequest\x1a\x15.mosel.v1.EncoderInfoBH\n\x0c\x64\x65v.mosel.v1P\x01Z6github.com/mosel-serving/mosel/gen/go/mosel/v1;moselv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fmosel/protocol/v1/encoder.proto\x12\x08mosel.v1\x1a\x1emosel/protocol/v1/tensor.proto\"}\n\rEncodeRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x08modality\x18\x02 \x01(\t\x12\x1f\n\x05items\x18\x03 \x03(\x0b\x32\x10.mosel.v1.Tensor\x12\x14\n\x0c\x66rame_stride\x18\x04 \x01(\x05\x12\x14\n\x0cmodel_digest\x18\x05 \x01(\t\"\\\n\x0e\x45ncodeResponse\x12$\n\nembeddings\x18\x01 \x01(\x0b\x32\x10.mosel.v1.Tensor\x12\x12\n\ncompute_us\x18\x02 \x01(\x03\x12\x10\n\x08queue_us\x18\x03 \x01(\x03\"\x14\n\x12\x45ncoderInfoRequest\"\xec\x01\n\x0b\x45ncoderInfo\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x08modality\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65vice_name\x18\x04 \x01(\t\x12\x11\n\tprecision\x18\x05 \x01(\t\x12\x11\n\tmax_batch\x18\x06 \x01(\x05\x12\x0c\n\x04warm\x18\x07 \x01(\x08\x12\x11\n\tembed_dim\x18\x08 \x01(\x05\x12\"\n\x04spec\x18\t \x01(\x0b\x32\x14.mosel.v1.TensorSpec\x12\x19\n\x11\x63heckpoint_sha256\x18\n \x01(\t\x12\x11\n\tfused_ops\x18\x0b \x01(\x08\x32\x8a\x01\n\x0e\x45ncoderService\x12;\n\x06\x45ncode\x12\x17.mosel.v1.EncodeRequest\x1a\x18.mosel.v1.EncodeResponse\x12;\n\x04Info\x12\x1c.mosel.v1.EncoderInfoRequest\x1a\x15.mosel.v1.EncoderInfoBH\n\x0c\x64\x65v.mosel.v1P\x01Z6github.com/mosel-serving/mosel/gen/go/mosel/v1;moselv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,13 +34,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\014dev.mosel.v1P\001Z6github.com/mosel-serving/mosel/gen/go/mosel/v1;moselv1'
   _globals['_ENCODEREQUEST']._serialized_start=77
-  _globals['_ENCODEREQUEST']._serialized_end=180
-  _globals['_ENCODERESPONSE']._serialized_start=182
-  _globals['_ENCODERESPONSE']._serialized_end=274
-  _globals['_ENCODERINFOREQUEST']._serialized_start=276
-  _globals['_ENCODERINFOREQUEST']._serialized_end=296
-  _globals['_ENCODERINFO']._serialized_start=299
-  _globals['_ENCODERINFO']._serialized_end=535
-  _globals['_ENCODERSERVICE']._serialized_start=538
-  _globals['_ENCODERSERVICE']._serialized_end=676
+  _globals['_ENCODEREQUEST']._serialized_end=202
+  _globals['_ENCODERESPONSE']._serialized_start=204
+  _globals['_ENCODERESPONSE']._serialized_end=296
+  _globals['_ENCODERINFOREQUEST']._serialized_start=298
+  _globals['_ENCODERINFOREQUEST']._serialized_end=318
+  _globals['_ENCODERINFO']._serialized_start=321
+  _globals['_ENCODERINFO']._serialized_end=557
+  _globals['_ENCODERSERVICE']._serialized_start=560
+  _globals['_ENCODERSERVICE']._serialized_end=698
 # @@protoc_insertion_point(module_scope)

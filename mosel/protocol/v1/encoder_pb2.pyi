@@ -8,16 +8,18 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class EncodeRequest(_message.Message):
-    __slots__ = ("model", "modality", "items", "frame_stride")
+    __slots__ = ("model", "modality", "items", "frame_stride", "model_digest")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MODALITY_FIELD_NUMBER: _ClassVar[int]
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     FRAME_STRIDE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_DIGEST_FIELD_NUMBER: _ClassVar[int]
     model: str
     modality: str
     items: _containers.RepeatedCompositeFieldContainer[_tensor_pb2.Tensor]
     frame_stride: int
-    def __init__(self, model: _Optional[str] = ..., modality: _Optional[str] = ..., items: _Optional[_Iterable[_Union[_tensor_pb2.Tensor, _Mapping]]] = ..., frame_stride: _Optional[int] = ...) -> None: ...
+    model_digest: str
+    def __init__(self, model: _Optional[str] = ..., modality: _Optional[str] = ..., items: _Optional[_Iterable[_Union[_tensor_pb2.Tensor, _Mapping]]] = ..., frame_stride: _Optional[int] = ..., model_digest: _Optional[str] = ...) -> None: ...
 
 class EncodeResponse(_message.Message):
     __slots__ = ("embeddings", "compute_us", "queue_us")

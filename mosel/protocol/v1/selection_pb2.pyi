@@ -192,7 +192,7 @@ class ConfigurationInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., modalities: _Optional[_Iterable[str]] = ..., accuracy: _Optional[float] = ..., accuracy_ci_low: _Optional[float] = ..., accuracy_ci_high: _Optional[float] = ..., samples: _Optional[int] = ..., latency_ms_b1: _Optional[float] = ...) -> None: ...
 
 class ModelMetadata(_message.Message):
-    __slots__ = ("name", "modalities", "configurations", "labels", "accuracy_profile_version", "latency_profile_version", "strategy_matrix_version", "tuning_version", "policy", "max_job_size")
+    __slots__ = ("name", "modalities", "configurations", "labels", "accuracy_profile_version", "latency_profile_version", "strategy_matrix_version", "tuning_version", "policy", "max_job_size", "model_version", "weights_sha256")
     NAME_FIELD_NUMBER: _ClassVar[int]
     MODALITIES_FIELD_NUMBER: _ClassVar[int]
     CONFIGURATIONS_FIELD_NUMBER: _ClassVar[int]
@@ -203,6 +203,8 @@ class ModelMetadata(_message.Message):
     TUNING_VERSION_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
     MAX_JOB_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTS_SHA256_FIELD_NUMBER: _ClassVar[int]
     name: str
     modalities: _containers.RepeatedCompositeFieldContainer[ModalityInfo]
     configurations: _containers.RepeatedCompositeFieldContainer[ConfigurationInfo]
@@ -213,7 +215,9 @@ class ModelMetadata(_message.Message):
     tuning_version: int
     policy: str
     max_job_size: int
-    def __init__(self, name: _Optional[str] = ..., modalities: _Optional[_Iterable[_Union[ModalityInfo, _Mapping]]] = ..., configurations: _Optional[_Iterable[_Union[ConfigurationInfo, _Mapping]]] = ..., labels: _Optional[_Iterable[str]] = ..., accuracy_profile_version: _Optional[int] = ..., latency_profile_version: _Optional[int] = ..., strategy_matrix_version: _Optional[int] = ..., tuning_version: _Optional[int] = ..., policy: _Optional[str] = ..., max_job_size: _Optional[int] = ...) -> None: ...
+    model_version: str
+    weights_sha256: str
+    def __init__(self, name: _Optional[str] = ..., modalities: _Optional[_Iterable[_Union[ModalityInfo, _Mapping]]] = ..., configurations: _Optional[_Iterable[_Union[ConfigurationInfo, _Mapping]]] = ..., labels: _Optional[_Iterable[str]] = ..., accuracy_profile_version: _Optional[int] = ..., latency_profile_version: _Optional[int] = ..., strategy_matrix_version: _Optional[int] = ..., tuning_version: _Optional[int] = ..., policy: _Optional[str] = ..., max_job_size: _Optional[int] = ..., model_version: _Optional[str] = ..., weights_sha256: _Optional[str] = ...) -> None: ...
 
 class StatsRequest(_message.Message):
     __slots__ = ("model",)

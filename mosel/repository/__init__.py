@@ -1,0 +1,1 @@
+"""Model repositories: user models served from exported artifacts and a manifest per version."""
