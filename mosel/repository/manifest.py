@@ -22,7 +22,7 @@ from mosel.models.pack import ModalitySpec, TensorSpec
 
 MANIFEST = "manifest.json"
 FORMAT = "mosel-model/1"
-ARTIFACT_SUFFIXES = (".pt2", ".pt")
+ARTIFACT_SUFFIXES = (".pt2", ".pt", ".onnx")  # .onnx needs onnxruntime installed
 # What the batching ops accept as item dtypes (mosel.ops.ragged); the wire knows more.
 ITEM_DTYPES = ("uint8", "float16", "float32")
 NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_.")
@@ -149,8 +149,8 @@ def _artifact(path: Path, field: str, value) -> str:
     if Path(rel).is_absolute() or ".." in Path(rel).parts:
         raise ManifestError(path, field, f"must be a file inside the version directory, got {rel!r}")
     if Path(rel).suffix not in ARTIFACT_SUFFIXES:
-        raise ManifestError(path, field, f"{rel!r}: artifact must end in {' or '.join(ARTIFACT_SUFFIXES)} "
-                                         "(torch.export program or TorchScript)")
+        raise ManifestError(path, field, f"{rel!r}: artifact must end in {', '.join(ARTIFACT_SUFFIXES)} "
+                                         "(torch.export program, TorchScript, ONNX)")
     return rel
 
 

@@ -100,7 +100,7 @@ def test_the_good_version_checks_clean(good):
     ({"labels": ["a"]}, "labels", "at least two"),
     ({"embed_dim": 0}, "embed_dim", ">= 1"),
     ({"fusion_head": "../head.pt"}, "fusion_head", "inside the version directory"),
-    ({"fusion_head": "head.onnx"}, "fusion_head", ".pt2 or .pt"),
+    ({"fusion_head": "head.bin"}, "fusion_head", ".pt2, .pt, .onnx"),
     ({"modalities": [{"name": "seq", "dtype": "int64", "shape": [3], "encoder": "seq.pt"}]},
      "modalities[0].dtype", "uint8, float16, float32"),
     ({"modalities": [{"name": "seq", "dtype": "float32", "shape": [3, -1], "encoder": "seq.pt"}]},

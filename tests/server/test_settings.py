@@ -253,3 +253,11 @@ def test_defaults_are_the_schedulers():
     assert options["reply_margin_s"] == DEFAULT_REPLY_MARGIN_S and options["headroom_step_s"] == DEFAULT_HEADROOM_STEP_S
     assert options["miss_target"] == DEFAULT_MISS_TARGET
     assert SelectionSettings().pipeline_depth == DEFAULT_PIPELINE_DEPTH
+
+
+@pytest.mark.parametrize("pin", ["a", "a=", "=2", "a=0", "a=x"])
+def test_a_malformed_version_pin_names_its_flag(pin):
+    with pytest.raises(SettingsError) as err:
+        SelectionSettings(model_versions=(pin,))
+    assert err.value.flag == "--model-version"
+    assert SelectionSettings(model_versions=("a=2", "b=10")).pinned_versions() == {"a": 2, "b": 10}
