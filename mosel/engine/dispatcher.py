@@ -48,8 +48,12 @@ log = logging.getLogger(__name__)
 # Downstream calls get the job's remaining time minus this, so our answer still fits.
 DOWNSTREAM_MARGIN_S = 0.002
 # Why admission refused a job, for the refusal counters (by exception type).
+class ModalityUnavailable(Unavailable):
+    """A job that cannot be served (at its floor) without a modality that has no encoder up."""
+
+
 _ADMISSION_REASONS = {ResourceExhausted: "queue_full", DeadlineExceeded: "deadline_unreachable",
-                      Unavailable: "draining"}
+                      Unavailable: "draining", ModalityUnavailable: "modality_unavailable"}
 # Forgetting rate of the measured costs GetStats reports: about the last 50-100 batches
 # (the policy's own predictor forgets faster, to follow load changes).
 METER_EWMA = 0.02
@@ -110,6 +114,9 @@ class Dispatcher:
     def submit(self, job: Job) -> None:
         self.stats.received(job.size)
         try:
+            down = self.encoders.down_modalities()
+            if down:
+                self._without(job, down)
             with self._cond:
                 if self._stopping:
                     raise Unavailable("selection service is draining")
@@ -123,6 +130,22 @@ class Dispatcher:
         except MoselError as exc:
             self.stats.failed(exc.code.name, job.size, _ADMISSION_REASONS.get(type(exc), ""))
             raise
+
+    def _without(self, job: Job, down: set[str]) -> None:
+        """Plan `job` without the modalities that have no encoder up; UNAVAILABLE only when an
+        item cannot be served at all, or not at its job's floor."""
+        for item in job.items:
+            kept = [c for c in item.candidates if not set(config_modalities(c)) & down]
+            if not kept:
+                raise ModalityUnavailable(f"items[{item.index}]: every configuration it may use needs "
+                                  f"{sorted(down & set(config_modalities(full_configuration(item.candidates))))}, "
+                                  "which has no encoder up")
+            item.unavailable = tuple(m for m in config_modalities(full_configuration(item.candidates)) if m in down)
+            item.candidates = kept
+        best = sum(self.model.accuracy_of(it.candidates[0]) for it in job.items) / job.size
+        if job.min_accuracy > best + 1e-12:
+            raise ModalityUnavailable(f"slo.min_accuracy: {job.min_accuracy:.4f} needs {sorted(down)}, which has no encoder "
+                              f"up; without it the best is {best:.4f}")
 
     def queue_depth(self) -> int:
         with self._cond:
@@ -371,12 +394,17 @@ class Dispatcher:
         compute_us = int((finished - started) * 1e6)
         total_us = int((finished - job.received) * 1e6)
         timing = selection_pb2.Timing(queue_us=queue_us, compute_us=compute_us, total_us=total_us)
-        results, accuracies, degraded = [], [], 0
+        results, accuracies, degraded, unavailable = [], [], 0, 0
         counts: dict[str, int] = {}
         for item, probs in zip(job.items, scores):
             config = item.configuration
             acc = rnd.profiles.accuracy.get(config, 0.0)
-            is_degraded = config != full_configuration(item.candidates)
+            if item.unavailable:
+                reason = "unavailable:" + ",".join(item.unavailable)
+                unavailable += 1
+            else:
+                reason = "load" if config != full_configuration(item.candidates) else ""
+            is_degraded = bool(reason)
             degraded += is_degraded
             accuracies.append(acc)
             counts[config] = counts.get(config, 0) + 1
@@ -385,14 +413,16 @@ class Dispatcher:
                 id=item.id, model=model.name, scores=[float(p) for p in probs], label=label,
                 label_name=labels[label] if label < len(labels) else str(label),
                 modalities_used=list(config_modalities(config)), configuration=config,
-                expected_accuracy=acc, degraded=is_degraded, timing=timing, policy=self.policy.name))
+                expected_accuracy=acc, degraded=is_degraded, timing=timing, policy=self.policy.name,
+                degraded_reason=reason))
         response = selection_pb2.InferJobResponse(
             job_id=job.id, results=results,
             strategy=[selection_pb2.ConfigurationCount(configuration=c, count=n) for c, n in counts.items()],
             expected_accuracy=sum(accuracies) / len(accuracies), degraded=degraded > 0, timing=timing)
         late = finished > job.deadline
         self.stats.served_job([it.configuration for it in job.items], accuracies, degraded,
-                              (finished - job.received) * 1000.0, late, queue_ms=(started - job.received) * 1000.0)
+                              (finished - job.received) * 1000.0, late, queue_ms=(started - job.received) * 1000.0,
+                              unavailable=unavailable)
         if not job.future.done():
             job.future.set_result(response)
 

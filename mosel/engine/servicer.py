@@ -166,6 +166,7 @@ class SelectionServicer(selection_pb2_grpc.SelectionServiceServicer):
         depth = sum(d.queue_depth() for d in chosen)
         stats = selection_pb2.Stats(queue_depth=depth, policy=self.policy,
                                     pipeline_depth=max(d.pipeline_depth for d in chosen), **snap)
+        stats.modalities_unavailable.extend(sorted(set().union(*(d.encoders.down_modalities() for d in chosen))))
         now = time.monotonic()  # the dispatchers' clock
         stats.planning_headroom_ms = 1000.0 * max(d.policy.planning_headroom_s(now) for d in chosen)
         for d in chosen:

@@ -24,6 +24,7 @@ class ServingStats:
         self.requests_received = 0
         self.requests_served = 0
         self.requests_degraded = 0
+        self.requests_degraded_unavailable = 0
         self.deadline_misses = 0
         self.jobs_received = 0
         self.jobs_served = 0
@@ -52,7 +53,9 @@ class ServingStats:
             self.metrics.lane_seconds.labels(self.model, modality).observe(compute_s)
 
     def served_job(self, configurations: list[str], accuracies: list[float], degraded: int,
-                   latency_ms: float, late: bool, queue_ms: float = 0.0) -> None:
+                   latency_ms: float, late: bool, queue_ms: float = 0.0, unavailable: int = 0) -> None:
+        """`degraded` requests served with fewer modalities than they could use, `unavailable`
+        of them because a modality had no encoder up."""
         if self.metrics is not None:
             self._observe_served(configurations, accuracies, degraded, latency_ms, late, queue_ms)
         with self._lock:
@@ -60,6 +63,7 @@ class ServingStats:
             self.jobs_served += 1
             self.requests_served += n
             self.requests_degraded += degraded
+            self.requests_degraded_unavailable += unavailable
             self.by_configuration.update(configurations)
             self._accuracy_sum += sum(accuracies)
             self._latency_ms.extend([latency_ms] * n)
@@ -85,7 +89,7 @@ class ServingStats:
     def combined(parts: list["ServingStats"]) -> dict:
         """One snapshot over several models' statistics (GetStats without a model filter)."""
         totals = {"requests_received": 0, "requests_served": 0, "requests_degraded": 0, "deadline_misses": 0,
-                  "jobs_received": 0, "jobs_served": 0}
+                  "jobs_received": 0, "jobs_served": 0, "requests_degraded_unavailable": 0}
         errors: Counter[str] = Counter()
         configs: Counter[str] = Counter()
         accuracy_sum, latencies, started = 0.0, [], time.monotonic()

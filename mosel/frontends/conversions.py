@@ -398,5 +398,7 @@ def response_parameters(response: selection_pb2.InferJobResponse, modality_order
         "modalities_used": ",".join(m for m in modality_order if m in used),
         "expected_accuracy": float(response.expected_accuracy),
         "degraded": bool(response.degraded),
+        # the distinct reasons, e.g. "load" or "unavailable:video" ("" when nothing was degraded)
+        "degraded_reason": ",".join(dict.fromkeys(r.degraded_reason for r in response.results if r.degraded_reason)),
         "policy": policy,
     }

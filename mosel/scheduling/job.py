@@ -49,6 +49,7 @@ class Item:
     candidates: list[str]  # configurations this item may use, best accuracy first
     configuration: str = ""  # chosen by the policy
     index: int = 0  # position in its job
+    unavailable: tuple[str, ...] = ()  # modalities it would have used, left out because no encoder was up
 
 
 @dataclass

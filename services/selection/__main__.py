@@ -113,6 +113,17 @@ def main(argv: list[str] | None = None) -> int:
     endpoint = serve_metrics(metrics, settings.host, settings.metrics_port)
     install_signal_handlers(running, settings.grace_s)
     running.set_serving(True)
+    draining = []
+    running.on_drain.append(lambda: (draining.append(True), running.set_serving(False)))
+
+    def follow_encoders() -> None:
+        # NOT_SERVING only when no model has a configuration left to serve
+        if not draining:
+            running.set_serving(any(pool.down_modalities() != pool.modalities() for pool in pools.values()))
+
+    for pool in pools.values():
+        pool.on_change.append(follow_encoders)
+        pool.start_probing()
     log.info("serving %s on %s:%d with policy %s", sorted(models), settings.host, running.port, settings.policy)
     write_ready_file(settings.ready_file, running.port)
     running.wait()

@@ -30,6 +30,10 @@ class FakeEncoders:
         self.gate = gate
         self.calls: list[tuple[str, int]] = []
         self.lock = threading.Lock()
+        self.down: set[str] = set()  # modalities reported with no replica up
+
+    def down_modalities(self):
+        return set(self.down)
 
     def encode(self, modality, tensors, timeout_s, digest=""):
         if self.gate is not None:
@@ -308,5 +312,42 @@ def test_one_failing_encoder_fails_its_rounds_once_and_others_go_on(model):
         d.stop()
         assert sorted(map(id, (t for t, _ in policy.finished))) == sorted(map(id, policy.started))
         assert sum(1 for _, took in policy.finished if took is None) == 3  # the failed rounds
+    finally:
+        d.stop()
+
+
+def test_a_modality_with_no_encoder_up_is_planned_around(model):
+    """Video down: jobs are served from audio and image, marked degraded with the reason;
+    a job that can only use video, or whose floor needs it, is refused UNAVAILABLE at once."""
+    from mosel.engine.dispatcher import ModalityUnavailable
+
+    encoders = FakeEncoders(model.pack.embed_dim)
+    encoders.down = {"video"}
+    stats = ServingStats()
+    d = Dispatcher(model, encoders, AgnosticPolicy(), stats)
+    try:
+        job = make_job(model, 2, 5.0, "no-video")
+        d.submit(job)
+        answer = job.future.result(10)
+        assert all(r.configuration == "audio+image" and r.degraded for r in answer.results)
+        assert {r.degraded_reason for r in answer.results} == {"unavailable:video"}
+        assert all(m != "video" for m, _ in encoders.calls)
+        assert stats.snapshot()["requests_degraded_unavailable"] == 2
+
+        video_only = make_job(model, 1, 5.0, "video-only")
+        video_only.items[0].candidates = ["video"]
+        with pytest.raises(ModalityUnavailable, match="needs \\['video'\\]"):
+            d.submit(video_only)
+        high_floor = make_job(model, 1, 5.0, "floor")
+        high_floor.min_accuracy = model.accuracy_of(model.full_configuration)  # only the full set reaches it
+        with pytest.raises(ModalityUnavailable, match="slo.min_accuracy"):
+            d.submit(high_floor)
+        assert stats.snapshot()["errors"]["UNAVAILABLE"] == 2
+
+        encoders.down = set()  # back: the full configuration again, not degraded
+        job = make_job(model, 1, 5.0, "back")
+        d.submit(job)
+        result = job.future.result(10).results[0]
+        assert result.configuration == model.full_configuration and not result.degraded and result.degraded_reason == ""
     finally:
         d.stop()

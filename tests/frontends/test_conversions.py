@@ -129,7 +129,8 @@ def test_bad_inputs_are_refused_naming_the_field(tensors, exc, field):
 
 def _job_response(configs=("audio+image", "audio")) -> selection_pb2.InferJobResponse:
     results = [selection_pb2.InferResponse(id=f"r-{i}", scores=[0.2, 0.7, 0.1], label=1, configuration=c,
-                                           modalities_used=c.split("+"), policy="mosel") for i, c in enumerate(configs)]
+                                           modalities_used=c.split("+"), policy="mosel",
+                                           degraded_reason="load" if i else "") for i, c in enumerate(configs)]
     return selection_pb2.InferJobResponse(
         results=results, expected_accuracy=0.8, degraded=True,
         strategy=[selection_pb2.ConfigurationCount(configuration=c, count=1) for c in configs])
@@ -144,7 +145,7 @@ def test_outputs_and_parameters_of_a_job():
     raises(InvalidArgument, "outputs[x]", conv.check_requested_outputs, ["x"])
     assert conv.response_parameters(response, ["audio", "image"]) == {
         "configurations": "audio+image,audio", "strategy": "audio+image=1,audio=1", "modalities_used": "audio,image",
-        "expected_accuracy": 0.8, "degraded": True, "policy": "mosel"}
+        "expected_accuracy": 0.8, "degraded": True, "degraded_reason": "load", "policy": "mosel"}
 
 
 def test_model_view_metadata_and_config():

@@ -53,7 +53,7 @@ class Timing(_message.Message):
     def __init__(self, queue_us: _Optional[int] = ..., compute_us: _Optional[int] = ..., total_us: _Optional[int] = ...) -> None: ...
 
 class InferResponse(_message.Message):
-    __slots__ = ("id", "model", "scores", "label", "label_name", "modalities_used", "configuration", "expected_accuracy", "degraded", "timing", "policy")
+    __slots__ = ("id", "model", "scores", "label", "label_name", "modalities_used", "configuration", "expected_accuracy", "degraded", "timing", "policy", "degraded_reason")
     ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     SCORES_FIELD_NUMBER: _ClassVar[int]
@@ -65,6 +65,7 @@ class InferResponse(_message.Message):
     DEGRADED_FIELD_NUMBER: _ClassVar[int]
     TIMING_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
+    DEGRADED_REASON_FIELD_NUMBER: _ClassVar[int]
     id: str
     model: str
     scores: _containers.RepeatedScalarFieldContainer[float]
@@ -76,7 +77,8 @@ class InferResponse(_message.Message):
     degraded: bool
     timing: Timing
     policy: str
-    def __init__(self, id: _Optional[str] = ..., model: _Optional[str] = ..., scores: _Optional[_Iterable[float]] = ..., label: _Optional[int] = ..., label_name: _Optional[str] = ..., modalities_used: _Optional[_Iterable[str]] = ..., configuration: _Optional[str] = ..., expected_accuracy: _Optional[float] = ..., degraded: _Optional[bool] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., policy: _Optional[str] = ...) -> None: ...
+    degraded_reason: str
+    def __init__(self, id: _Optional[str] = ..., model: _Optional[str] = ..., scores: _Optional[_Iterable[float]] = ..., label: _Optional[int] = ..., label_name: _Optional[str] = ..., modalities_used: _Optional[_Iterable[str]] = ..., configuration: _Optional[str] = ..., expected_accuracy: _Optional[float] = ..., degraded: _Optional[bool] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., policy: _Optional[str] = ..., degraded_reason: _Optional[str] = ...) -> None: ...
 
 class JobItem(_message.Message):
     __slots__ = ("id", "inputs")
@@ -226,7 +228,7 @@ class StatsRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ...) -> None: ...
 
 class Stats(_message.Message):
-    __slots__ = ("requests_received", "requests_served", "errors", "requests_degraded", "served_by_configuration", "deadline_misses", "mean_expected_accuracy", "latency_p50_ms", "latency_p99_ms", "queue_depth", "uptime_s", "policy", "jobs_received", "jobs_served", "lanes", "finishing", "pipeline_depth", "planning_headroom_ms")
+    __slots__ = ("requests_received", "requests_served", "errors", "requests_degraded", "served_by_configuration", "deadline_misses", "mean_expected_accuracy", "latency_p50_ms", "latency_p99_ms", "queue_depth", "uptime_s", "policy", "jobs_received", "jobs_served", "lanes", "finishing", "pipeline_depth", "planning_headroom_ms", "requests_degraded_unavailable", "modalities_unavailable")
     class ErrorsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -259,6 +261,8 @@ class Stats(_message.Message):
     FINISHING_FIELD_NUMBER: _ClassVar[int]
     PIPELINE_DEPTH_FIELD_NUMBER: _ClassVar[int]
     PLANNING_HEADROOM_MS_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_DEGRADED_UNAVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    MODALITIES_UNAVAILABLE_FIELD_NUMBER: _ClassVar[int]
     requests_received: int
     requests_served: int
     errors: _containers.ScalarMap[str, int]
@@ -277,7 +281,9 @@ class Stats(_message.Message):
     finishing: LaneCost
     pipeline_depth: int
     planning_headroom_ms: float
-    def __init__(self, requests_received: _Optional[int] = ..., requests_served: _Optional[int] = ..., errors: _Optional[_Mapping[str, int]] = ..., requests_degraded: _Optional[int] = ..., served_by_configuration: _Optional[_Mapping[str, int]] = ..., deadline_misses: _Optional[int] = ..., mean_expected_accuracy: _Optional[float] = ..., latency_p50_ms: _Optional[float] = ..., latency_p99_ms: _Optional[float] = ..., queue_depth: _Optional[int] = ..., uptime_s: _Optional[float] = ..., policy: _Optional[str] = ..., jobs_received: _Optional[int] = ..., jobs_served: _Optional[int] = ..., lanes: _Optional[_Iterable[_Union[LaneCost, _Mapping]]] = ..., finishing: _Optional[_Union[LaneCost, _Mapping]] = ..., pipeline_depth: _Optional[int] = ..., planning_headroom_ms: _Optional[float] = ...) -> None: ...
+    requests_degraded_unavailable: int
+    modalities_unavailable: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, requests_received: _Optional[int] = ..., requests_served: _Optional[int] = ..., errors: _Optional[_Mapping[str, int]] = ..., requests_degraded: _Optional[int] = ..., served_by_configuration: _Optional[_Mapping[str, int]] = ..., deadline_misses: _Optional[int] = ..., mean_expected_accuracy: _Optional[float] = ..., latency_p50_ms: _Optional[float] = ..., latency_p99_ms: _Optional[float] = ..., queue_depth: _Optional[int] = ..., uptime_s: _Optional[float] = ..., policy: _Optional[str] = ..., jobs_received: _Optional[int] = ..., jobs_served: _Optional[int] = ..., lanes: _Optional[_Iterable[_Union[LaneCost, _Mapping]]] = ..., finishing: _Optional[_Union[LaneCost, _Mapping]] = ..., pipeline_depth: _Optional[int] = ..., planning_headroom_ms: _Optional[float] = ..., requests_degraded_unavailable: _Optional[int] = ..., modalities_unavailable: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class LaneCost(_message.Message):
     __slots__ = ("name", "overhead_ms", "scale", "noise", "samples")
