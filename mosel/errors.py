@@ -15,6 +15,11 @@ import grpc
 
 log = logging.getLogger(__name__)
 
+# Longest id or name (request/job/item/stream message ids, model, modality, input and output
+# names) any service accepts, in characters. Longer strings are refused, never echoed:
+# an error message or a reply repeating a 60 MB id would cost what the limit saves.
+MAX_STRING_CHARS = 256
+
 
 class MoselError(Exception):
     code = grpc.StatusCode.INTERNAL
@@ -32,6 +37,13 @@ class InvalidArgument(MoselError):
     def __init__(self, field: str, message: str):
         super().__init__(f"{field}: {message}")
         self.field = field
+
+
+def check_length(value: str, field: str, limit: int = MAX_STRING_CHARS) -> str:
+    """`value`, or InvalidArgument naming `field` if it is longer than `limit` characters."""
+    if len(value) > limit:
+        raise InvalidArgument(field, f"{len(value)} characters exceed the limit of {limit}")
+    return value
 
 
 class NotFound(MoselError):

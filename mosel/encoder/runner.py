@@ -16,6 +16,7 @@ import torch
 
 from mosel.ops import batching
 from mosel.errors import InvalidArgument
+from mosel.protocol import tensors as wire
 from mosel.repository.source import OpenedModel, open_model
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,8 @@ class EncoderRunner:
             raise InvalidArgument(field, f"{len(items)} items exceed max batch {self.max_batch}")
         for i, item in enumerate(items):
             self.pack.validate_item(self.modality, item, field=f"{field}[{i}]")
+            # NaN/inf would come back as NaN embeddings and poison the whole fused answer
+            wire.check_finite(item, f"{field}[{i}]", self.spec.dtype)
 
     def encode(self, items: list[np.ndarray], frame_stride: int = 1) -> EncodeResult:
         """Validated items -> float32 embeddings [len(items), D]."""

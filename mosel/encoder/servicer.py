@@ -8,7 +8,7 @@ import grpc
 
 from mosel.encoder.runner import EncoderRunner
 from mosel.encoder.versions import EncoderVersions
-from mosel.errors import DeadlineExceeded, InvalidArgument, NotFound, Unavailable, grpc_errors
+from mosel.errors import DeadlineExceeded, InvalidArgument, NotFound, Unavailable, check_length, grpc_errors
 from mosel.models.checkpoint import checkpoint_sha256
 from mosel.protocol import tensors as wire
 from mosel.protocol.v1 import encoder_pb2, encoder_pb2_grpc, tensor_pb2
@@ -32,6 +32,8 @@ class EncoderServicer(encoder_pb2_grpc.EncoderServiceServicer):
     @grpc_errors
     def Encode(self, request: encoder_pb2.EncodeRequest, context: grpc.ServicerContext):
         r = self.runner
+        for name in ("model", "modality", "model_digest"):  # echoed in refusals: bounded first
+            check_length(getattr(request, name), name)
         if request.model != r.model:
             raise NotFound(f"model: this encoder serves {r.model!r}, not {request.model!r}")
         if request.modality != r.modality:

@@ -12,7 +12,7 @@ import math
 import time
 import uuid
 
-from mosel.errors import DeadlineExceeded, InvalidArgument, NotFound
+from mosel.errors import DeadlineExceeded, InvalidArgument, NotFound, check_length
 from mosel.modalities import config_modalities
 from mosel.protocol import tensors as wire
 from mosel.protocol.v1 import selection_pb2
@@ -48,7 +48,8 @@ def resolve_deadline(slo: selection_pb2.SLO, default_budget_ms: float, now_mono:
 
 def validate_modality_names(names, known: tuple[str, ...], field_name: str) -> set[str]:
     out = set()
-    for name in names:
+    for i, name in enumerate(names):
+        check_length(name, f"{field_name}[{i}]")
         if name not in known:
             raise NotFound(f"{field_name}: unknown modality {name!r}; model has {list(known)}")
         out.add(name)
@@ -60,11 +61,15 @@ def build_item(model, item_id: str, inputs, allowed: set[str], required: set[str
     pack = model.pack
     if not inputs:
         raise InvalidArgument(f"{field_prefix}inputs", "empty request: provide at least one modality tensor")
+    check_length(item_id, f"{field_prefix}id")
     for name, tensor in inputs.items():
+        check_length(name, f"{field_prefix}inputs.key")  # a modality name
         field_name = f"{field_prefix}inputs[{name}]"
         if name not in pack.modality_names:
             raise NotFound(f"{field_name}: unknown modality {name!r}; model {model.name!r} has {list(pack.modality_names)}")
-        pack.validate_item(name, wire.decode(tensor, field=field_name), field=field_name)
+        array = wire.decode(tensor, field=field_name)
+        pack.validate_item(name, array, field=field_name)
+        wire.check_finite(array, field_name, tensor.dtype)
     usable = set(inputs) & allowed
     missing = required - set(inputs)
     if missing:
@@ -81,6 +86,7 @@ def build_job(model, job_id: str, raw_items: list[tuple[str, dict]], slo: select
               default_budget_ms: float, max_job_size: int, rpc_remaining_s: float | None,
               item_field: str = "items") -> Job:
     now_mono, now_unix_ms = time.monotonic(), time.time() * 1000.0
+    check_length(job_id, "id" if item_field != "items" else "job_id")
     if not raw_items:
         raise InvalidArgument(item_field, "empty job: at least one item is required")
     if len(raw_items) > max_job_size:

@@ -11,6 +11,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 import grpc
 
 from mosel.errors import DeadlineExceeded, InvalidArgument, MoselError, NotFound, grpc_errors, status_of
+from mosel.errors import MAX_STRING_CHARS, check_length
 from mosel.errors import InvalidInput
 from mosel.modalities import config_modalities
 from mosel.engine.dispatcher import Dispatcher
@@ -24,6 +25,12 @@ log = logging.getLogger(__name__)
 # Extra wait beyond a job's deadline before the handler gives up on its answer;
 # the dispatcher settles every job itself, this only guards against a wedged encoder.
 ANSWER_GRACE_S = 5.0
+# Replies of one InferStream read but not yet sent. At the bound the stream's reader stops
+# reading, so a client that does not read its answers is held back by gRPC flow control
+# instead of making the server buffer replies (and jobs) without limit.
+STREAM_MAX_OUTSTANDING = 64
+# A reader waiting for a free slot looks this often whether its call has ended.
+_SLOT_POLL_S = 0.5
 
 
 class SelectionServicer(selection_pb2_grpc.SelectionServiceServicer):
@@ -38,6 +45,7 @@ class SelectionServicer(selection_pb2_grpc.SelectionServiceServicer):
     def _dispatcher(self, model: str) -> Dispatcher:
         if not model:
             raise NotFound(f"model: empty model name; served models: {sorted(self.dispatchers)}")
+        check_length(model, "model")
         try:
             return self.dispatchers[model]
         except KeyError:
@@ -84,6 +92,16 @@ class SelectionServicer(selection_pb2_grpc.SelectionServiceServicer):
         out: queue.Queue = queue.Queue()
         state = {"outstanding": 0, "reading": True}
         lock = threading.Lock()
+        # One slot per message read, given back once its reply (answer or error entry) has been
+        # sent: at most STREAM_MAX_OUTSTANDING replies are ever pending or queued in `out`.
+        slots = threading.Semaphore(STREAM_MAX_OUTSTANDING)
+        ended = threading.Event()
+
+        def take_slot() -> bool:
+            while not slots.acquire(timeout=_SLOT_POLL_S):
+                if ended.is_set() or not context.is_active():
+                    return False
+            return not ended.is_set()
 
         def settle(message_id: str, is_job: bool, future) -> None:
             try:
@@ -100,7 +118,11 @@ class SelectionServicer(selection_pb2_grpc.SelectionServiceServicer):
 
         def read() -> None:
             try:
-                for message in request_iterator:
+                while take_slot():
+                    message = next(request_iterator, None)
+                    if message is None:
+                        slots.release()
+                        break
                     kind = message.WhichOneof("kind")
                     message_id = message.job.job_id if kind == "job" else message.request.id
                     try:
@@ -130,11 +152,16 @@ class SelectionServicer(selection_pb2_grpc.SelectionServiceServicer):
                         out.put(None)
 
         threading.Thread(target=read, name="stream-reader", daemon=True).start()
-        while True:
-            msg = out.get()
-            if msg is None:
-                return
-            yield msg
+        try:
+            while True:
+                msg = out.get()
+                if msg is None:
+                    return
+                yield msg  # returns once gRPC has sent it (blocks while the client does not read)
+                slots.release()
+        finally:
+            ended.set()  # the call is over: a reader waiting for a slot stops
+            slots.release()
 
     @grpc_errors
     def GetModelMetadata(self, request, context):
@@ -187,4 +214,6 @@ def _lane_cost(name: str, fit: dict) -> selection_pb2.LaneCost:
 
 def _stream_error(message_id: str, exc: BaseException) -> selection_pb2.StreamResponse:
     code, message = status_of(exc)
+    if len(message_id) > MAX_STRING_CHARS:  # refused for its length: not echoed back
+        message_id = ""
     return selection_pb2.StreamResponse(error=selection_pb2.StreamError(id=message_id, code=code.value[0], message=message))

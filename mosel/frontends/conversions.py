@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from mosel.errors import InvalidArgument, NotFound
+from mosel.errors import MAX_STRING_CHARS, InvalidArgument, NotFound
 from mosel.protocol import tensors as wire
 from mosel.protocol.v1 import selection_pb2, tensor_pb2
 
@@ -67,6 +67,14 @@ PARAM_MIN_ACCURACY = "min_accuracy"
 PARAM_ALLOWED = "allowed_modalities"
 PARAM_REQUIRED = "required_modalities"
 INT32_MAX = 2**31 - 1
+# A call's rows become job items "<id>-<row>", which must stay within mosel.v1's MAX_STRING_CHARS.
+MAX_REQUEST_ID_CHARS = MAX_STRING_CHARS - 8
+
+
+def shown(value: Any, limit: int = 80) -> str:
+    """repr of a refused value, cut short: a refusal must not echo a huge value back."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def numpy_dtype(datatype: str) -> np.dtype:
@@ -86,7 +94,7 @@ def check_datatype(datatype: str, field: str) -> None:
         return
     if datatype in KSERVE_UNSUPPORTED:
         raise InvalidArgument(field, f"datatype {datatype} is not accepted by MOSEL models")
-    raise InvalidArgument(field, f"unknown datatype {datatype!r}; expected one of {sorted(KSERVE_TO_WIRE)}")
+    raise InvalidArgument(field, f"unknown datatype {shown(datatype)}; expected one of {sorted(KSERVE_TO_WIRE)}")
 
 
 # ---- request parameters -> SLO --------------------------------------------------------------
@@ -97,7 +105,7 @@ def _integer(params: Mapping[str, Any], key: str) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int):
         if isinstance(value, float) and value.is_integer():
             return int(value)
-        raise InvalidArgument(f"parameters[{key}]", f"must be an integer, got {value!r}")
+        raise InvalidArgument(f"parameters[{key}]", f"must be an integer, got {shown(value)}")
     return value
 
 
@@ -110,7 +118,8 @@ def _names(params: Mapping[str, Any], key: str) -> list[str]:
     elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
         parts = list(value)  # JSON callers may send a list
     else:
-        raise InvalidArgument(f"parameters[{key}]", f"must be a comma-separated string of modality names, got {value!r}")
+        raise InvalidArgument(f"parameters[{key}]",
+                              f"must be a comma-separated string of modality names, got {shown(value)}")
     return [p.strip() for p in parts if p.strip()]
 
 
@@ -134,7 +143,7 @@ def slo_from_parameters(params: Mapping[str, Any]) -> selection_pb2.SLO:
     floor = params.get(PARAM_MIN_ACCURACY)
     if floor is not None:
         if isinstance(floor, bool) or not isinstance(floor, (int, float)):
-            raise InvalidArgument(f"parameters[{PARAM_MIN_ACCURACY}]", f"must be a number, got {floor!r}")
+            raise InvalidArgument(f"parameters[{PARAM_MIN_ACCURACY}]", f"must be a number, got {shown(floor)}")
         floor = float(floor)
         if not math.isfinite(floor) or not 0.0 <= floor <= 1.0:
             raise InvalidArgument(f"parameters[{PARAM_MIN_ACCURACY}]", f"must be within [0, 1], got {floor}")
@@ -342,6 +351,9 @@ def job_items(view: ModelView, inputs: Sequence[InputTensor], request_id: str) -
         else:
             array = np.ascontiguousarray(np.asarray(t.array).astype(wire.WIRE_DTYPES[dtype_name], copy=False))
             data = memoryview(array.reshape(-1).view(np.uint8))
+        # NaN/inf would be answered with NaN scores and a confident label: refuse them (index [row, ...])
+        wire.check_finite(np.frombuffer(data, dtype=wire.WIRE_DTYPES[dtype_name]).reshape(t.shape),
+                          f"inputs[{t.name}]", dtype_name)
         row_bytes = len(data) // rows
         for i, item in enumerate(items):
             item.inputs[t.name].CopyFrom(tensor_pb2.Tensor(dtype=dtype_name, shape=item_shape,

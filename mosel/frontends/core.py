@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import grpc
 
-from mosel.errors import InvalidArgument, NotFound
+from mosel.errors import InvalidArgument, NotFound, check_length
 from mosel.frontends import conversions as conv
 from mosel.frontends.backend import CALL_GRACE_S, Backend, Refused, as_backend
 from mosel.protocol.v1 import selection_pb2
@@ -32,6 +32,10 @@ EXTENSIONS = ("model_configuration", "statistics", "binary_tensor_data", "parame
 VIEW_TTL_S = 5.0
 # Triton request parameters MOSEL has no use for but clients send; anything else unknown is ignored too.
 STATEFUL_PARAMETERS = ("sequence_id", "sequence_start", "sequence_end")
+# Replies of one ModelStreamInfer stream read but not yet sent (serving, waiting for a thread,
+# or waiting to be sent). At the bound the stream's reader stops reading: a client that does not
+# read its answers is held back by gRPC flow control instead of the server buffering them.
+STREAM_MAX_OUTSTANDING = 64
 
 
 def server_version() -> str:
@@ -107,6 +111,8 @@ class KServeCore:
     # ---- models -------------------------------------------------------------------------------
     def view(self, name: str, version: str = "") -> conv.ModelView:
         """The model as served now; `version` ("" = any) must be the one served."""
+        check_length(name, "model_name")
+        check_length(version, "model_version")
         view = self._current_view(name)
         if version not in ("", view.version):
             raise NotFound(f"model_version: model {name!r} has no version {version!r} served; served: [{view.version!r}]")
@@ -147,6 +153,7 @@ class KServeCore:
               rpc_remaining_s: float | None = None, decode_ns: int = 0) -> InferOutcome:
         """Serve the call as one job. `rpc_remaining_s`: the caller's own deadline, which binds too."""
         view = self.view(model, version)
+        check_length(request_id, "id", conv.MAX_REQUEST_ID_CHARS)
         started = time.perf_counter_ns() - decode_ns
         try:
             outcome, timing = self._infer(view, request_id, inputs, parameters, requested_outputs, rpc_remaining_s)

@@ -27,10 +27,10 @@ from typing import Any, Callable
 import grpc
 from google.protobuf import json_format
 
-from mosel.errors import InvalidArgument, grpc_errors, status_of
+from mosel.errors import MAX_STRING_CHARS, InvalidArgument, check_length, grpc_errors, status_of
 from mosel.frontends import conversions as conv
 from mosel.frontends.backend import UNBOUNDED_CALL_S
-from mosel.frontends.core import KServeCore
+from mosel.frontends.core import STREAM_MAX_OUTSTANDING, KServeCore
 from mosel.protocol.kserve import grpc_service_pb2 as pb
 from mosel.protocol.kserve import grpc_service_pb2_grpc as pb_grpc
 
@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = "inference.GRPCInferenceService"
 add_to_server = pb_grpc.add_GRPCInferenceServiceServicer_to_server
 # Requests of one ModelStreamInfer stream served at once; more wait in the stream's own queue.
-STREAM_CONCURRENCY = 32
+STREAM_CONCURRENCY = 32  # (at most core.STREAM_MAX_OUTSTANDING read at once)
+_SLOT_POLL_S = 0.5  # how often a reader waiting for a slot looks whether its call has ended
 
 
 def remaining_s(context) -> float | None:
@@ -76,6 +77,7 @@ def input_tensors(request: pb.ModelInferRequest) -> list[conv.InputTensor]:
                               f"{len(raw)} entries for {len(request.inputs)} inputs: give one per input, in order")
     out = []
     for i, t in enumerate(request.inputs):
+        check_length(t.name, f"inputs[{i}].name")  # echoed in every refusal below
         field = f"inputs[{t.name}]"
         conv.check_datatype(t.datatype, f"{field}.datatype")
         shape = conv.check_shape(t.shape, f"{field}.shape")
@@ -151,7 +153,8 @@ class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
     def _infer(self, request: pb.ModelInferRequest, rpc_remaining_s: float | None) -> pb.ModelInferResponse:
         t0 = time.perf_counter_ns()
         inputs = input_tensors(request)
-        for o in request.outputs:
+        for i, o in enumerate(request.outputs):
+            check_length(o.name, f"outputs[{i}].name")
             if "classification" in o.parameters:
                 raise InvalidArgument(f"outputs[{o.name}].parameters[classification]", "not supported")
         outcome = self.core.infer(request.model_name, request.model_version, request.id, inputs,
@@ -175,6 +178,14 @@ class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
         pool = ThreadPoolExecutor(max_workers=STREAM_CONCURRENCY, thread_name_prefix="kserve-stream")
         state = {"outstanding": 0, "reading": True}
         lock = threading.Lock()
+        slots = threading.Semaphore(STREAM_MAX_OUTSTANDING)  # one per request read, back once answered
+        ended = threading.Event()
+
+        def take_slot() -> bool:
+            while not slots.acquire(timeout=_SLOT_POLL_S):
+                if ended.is_set() or not context.is_active():
+                    return False
+            return not ended.is_set()
 
         def finished() -> None:
             with lock:
@@ -192,7 +203,11 @@ class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
 
         def read() -> None:
             try:
-                for request in request_iterator:
+                while take_slot():
+                    request = next(request_iterator, None)
+                    if request is None:
+                        slots.release()
+                        break
                     with lock:
                         state["outstanding"] += 1
                     pool.submit(serve, request)
@@ -212,8 +227,11 @@ class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
                 msg = out.get()
                 if msg is None:
                     return
-                yield msg
+                yield msg  # returns once gRPC has sent it (blocks while the client does not read)
+                slots.release()
         finally:
+            ended.set()  # the call is over: a reader waiting for a slot stops
+            slots.release()
             pool.shutdown(wait=False)
 
 
@@ -221,7 +239,10 @@ def stream_error(request: pb.ModelInferRequest, exc: BaseException) -> pb.ModelS
     code, message = status_of(exc)
     if code == grpc.StatusCode.INTERNAL:
         log.error("ModelStreamInfer request %r failed", request.id, exc_info=exc)
-    answer = pb.ModelInferResponse(model_name=request.model_name, model_version=request.model_version, id=request.id)
+    # echo the request's names unless one was refused for its length
+    echo = all(len(v) <= MAX_STRING_CHARS for v in (request.model_name, request.model_version, request.id))
+    answer = pb.ModelInferResponse(model_name=request.model_name, model_version=request.model_version,
+                                   id=request.id) if echo else pb.ModelInferResponse()
     answer.parameters["error_code"].int64_param = code.value[0]
     answer.parameters["error_status"].string_param = code.name
     return pb.ModelStreamInferResponse(error_message=f"{code.name}: {message}", infer_response=answer)

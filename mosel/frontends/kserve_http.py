@@ -43,7 +43,7 @@ from urllib.parse import unquote, urlsplit
 
 import grpc
 
-from mosel.errors import InvalidArgument, MoselError, status_of
+from mosel.errors import InvalidArgument, MoselError, check_length, status_of
 from mosel.frontends import conversions as conv
 from mosel.frontends.core import KServeCore
 
@@ -123,6 +123,7 @@ def parse_infer_body(body: bytes, header_length: int | None):
         name = t.get("name")
         if not isinstance(name, str) or not name:
             raise InvalidArgument(f"inputs[{i}].name", "missing")
+        check_length(name, f"inputs[{i}].name")  # echoed in every refusal below
         field = f"inputs[{name}]"
         datatype = t.get("datatype")
         if not isinstance(datatype, str):
@@ -161,6 +162,7 @@ def parse_infer_body(body: bytes, header_length: int | None):
         name = o.get("name")
         if not isinstance(name, str):
             raise InvalidArgument(f"outputs[{i}].name", "missing")
+        check_length(name, f"outputs[{i}].name")
         oparams = _object(o.get("parameters"), f"outputs[{name}].parameters")
         if "classification" in oparams:
             raise InvalidArgument(f"outputs[{name}].parameters[classification]", "not supported")

@@ -5,18 +5,24 @@ Used by `mosel up`, `mosel demo`, the benchmarks and the integration tests. Each
 launched from its settings object (`settings.command()`), gets a free port (or a fixed
 one), reports readiness through a ready file, and logs to `<home>/logs/<service>.log`,
 whose first line is the command that started it. `stop()` sends SIGTERM so every service
-drains.
+drains. Every process started here (`spawn()`) dies with the process that started it, even a
+killed one: see `spawn()`.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
+import queue
 import shlex
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
+import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -24,6 +30,7 @@ from mosel.config import repo_root
 from mosel.encoder.settings import EncoderSettings
 from mosel.engine.settings import SelectionSettings
 from mosel.server.flags import ServiceSettings
+from mosel.server.parent_watch import PARENT_PID_ENV
 from mosel.store.settings import ProfileStoreSettings
 
 
@@ -74,6 +81,91 @@ def terminate(proc: subprocess.Popen, grace_s: float = 30.0) -> int:
     return proc.returncode
 
 
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _prctl():
+    """libc's prctl, looked up here in the parent: a forked child must not dlopen."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    prctl.restype = ctypes.c_int
+    return prctl
+
+
+_PRCTL = _prctl()
+
+
+def _die_with_parent(parent_pid: int):
+    """A preexec_fn: the kernel sends the child SIGTERM when its parent dies."""
+    prctl, sigterm = _PRCTL, int(signal.SIGTERM)  # everything ready before the fork
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, sigterm, 0, 0, 0)
+        if os.getppid() != parent_pid:  # the parent died before we asked: no signal will come
+            os._exit(1)
+
+    return preexec
+
+
+class _Spawner:
+    """One thread that lives as long as the process and forks every child asked for from
+    another thread than the main one. PDEATHSIG fires when the *thread* that forked the child
+    exits, so a child forked by a short-lived thread (a worker, a fixture's helper) would be
+    SIGTERMed while its parent process lives on; the main thread lasts as long as the process."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        threading.Thread(target=self._run, name="mosel-spawner", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            future, start = self._jobs.get()
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(start())
+                except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                    future.set_exception(exc)
+
+    def run(self, start) -> subprocess.Popen:
+        future: Future = Future()
+        self._jobs.put((future, start))
+        return future.result()
+
+
+_spawner: _Spawner | None = None
+_spawner_lock = threading.Lock()
+
+
+def _the_spawner() -> _Spawner:
+    global _spawner
+    with _spawner_lock:
+        if _spawner is None:
+            _spawner = _Spawner()
+        return _spawner
+
+
+def spawn(command: list[str], env: dict | None = None, **popen_kwargs) -> subprocess.Popen:
+    """subprocess.Popen for a child that must not outlive this process, even when this process
+    is killed: on Linux the kernel sends it SIGTERM when this process dies (PR_SET_PDEATHSIG,
+    the fork done from a thread that lasts as long as the process), and MOSEL_PARENT_PID tells
+    a service (mosel.server.parent_watch) whom to watch, everywhere. `env` defaults to
+    os.environ."""
+    env = {**(os.environ if env is None else env), PARENT_PID_ENV: str(os.getpid())}
+    preexec = _die_with_parent(os.getpid()) if _PRCTL is not None else None
+
+    def start() -> subprocess.Popen:
+        return subprocess.Popen(command, env=env, preexec_fn=preexec, **popen_kwargs)
+
+    if preexec is None or threading.current_thread() is threading.main_thread():
+        return start()
+    return _the_spawner().run(start)
+
+
 def launch(name: str, settings: ServiceSettings, log_dir: Path, env: dict | None = None) -> ServiceProcess:
     """Start the service `settings` describe, with a ready file, stdout and stderr to log_dir/name.log."""
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -83,8 +175,8 @@ def launch(name: str, settings: ServiceSettings, log_dir: Path, env: dict | None
     with open(log_path, "w") as log_file:
         log_file.write(shlex.join(command) + "\n")  # so a service that fails can be rerun by hand
         log_file.flush()
-        proc = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, cwd=str(repo_root()),
-                                env={**os.environ, **(env or {})})
+        proc = spawn(command, stdout=log_file, stderr=subprocess.STDOUT, cwd=str(repo_root()),
+                     env={**os.environ, **(env or {})})
     return ServiceProcess(name, proc, ready, log_path)
 
 
@@ -176,11 +268,14 @@ class Stack:
             for name, _ in named:
                 self.metrics_ports[name] = free_port()
             named = [(name, replace(settings, metrics_port=self.metrics_ports[name])) for name, settings in named]
-        started = [launch(name, settings, self.log_dir, self.env) for name, settings in named]
-        self.services.update((svc.name, svc) for svc in started)
+        started = []
         try:
+            for name, settings in named:
+                svc = launch(name, settings, self.log_dir, self.env)
+                started.append(svc)
+                self.services[name] = svc  # at once: stop() must find it if the next launch fails
             wait_ready(started, timeout_s)
-        except StackError:
+        except BaseException:  # incl. KeyboardInterrupt: nothing started here is left running
             self.stop()
             raise
         return started
@@ -224,14 +319,27 @@ def _ensure_matrix(client, stack: Stack, progress: bool, say) -> None:
 def bring_up(stack: Stack, size: str | None = None, progress: bool = True, say=print,
              ensure_matrix: bool = True) -> Stack:
     """Store, then make sure the store holds the trained model (and, with `ensure_matrix`, a
-    strategy matrix: a short profile and a solve when it has none), then encoders and selection."""
-    from mosel.lifecycle.publish import publish
+    strategy matrix: a short profile and a solve when it has none), then encoders and selection.
+    If any step fails, every service it started is stopped before the error propagates."""
     from mosel.models.registry import use_packs
-    from mosel.store.client import ProfileStoreClient
 
     use_packs(stack.packs)
     say(f"[1/3] profile store (state in {stack.home}) ...")
     address = stack.start_store()
+    try:
+        _publish(stack, address, size, progress, say, ensure_matrix)
+        say(f"[3/3] encoders {', '.join(stack.served_modalities())} and selection service ...")
+        stack.start_serving()
+    except BaseException:  # whatever fails half way (a bad model, Ctrl-C): stop what started
+        stack.stop()
+        raise
+    return stack
+
+
+def _publish(stack: Stack, address: str, size: str | None, progress: bool, say, ensure_matrix: bool) -> None:
+    from mosel.lifecycle.publish import publish
+    from mosel.store.client import ProfileStoreClient
+
     client = ProfileStoreClient(address)
     try:
         client.wait_ready(30.0)
@@ -246,11 +354,5 @@ def bring_up(stack: Stack, size: str | None = None, progress: bool = True, say=p
                 f"`mosel train --model {stack.model} --size {size}` replaces it)")
         if ensure_matrix:
             _ensure_matrix(client, stack, progress, say)
-    except Exception:
-        stack.stop()
-        raise
     finally:
         client.close()
-    say(f"[3/3] encoders {', '.join(stack.served_modalities())} and selection service ...")
-    stack.start_serving()
-    return stack

@@ -67,3 +67,26 @@ def decode(tensor: tensor_pb2.Tensor, field: str = "tensor") -> np.ndarray:
     if sys.byteorder == "big" and dtype.itemsize > 1:
         array = array.astype(dtype.newbyteorder("="))
     return array
+
+
+# bfloat16 words with every exponent bit set are inf or NaN.
+_BF16_EXPONENT = np.uint16(0x7F80)
+
+
+def check_finite(array: np.ndarray, field: str, dtype_name: str = "") -> None:
+    """InvalidArgument naming `field` if a float tensor holds NaN or ±inf (a model would answer
+    it with NaN scores and a confident-looking label). Integer tensors pass untouched.
+    `dtype_name`: the wire dtype, needed for bfloat16 (decoded as its raw uint16 words)."""
+    if dtype_name == "bfloat16":
+        bad = (array & _BF16_EXPONENT) == _BF16_EXPONENT
+    elif array.dtype.kind == "f":
+        if np.isfinite(array).all():  # the common case: one pass, no index array
+            return
+        bad = ~np.isfinite(array)
+    else:
+        return
+    if not bad.any():
+        return
+    first = tuple(int(i) for i in np.argwhere(bad)[0])
+    raise InvalidArgument(field, f"{int(bad.sum())} of {array.size} elements are NaN or infinite "
+                                 f"(first at index {list(first)}); only finite values are accepted")

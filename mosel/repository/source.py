@@ -96,15 +96,6 @@ def open_version(directory: str | os.PathLike) -> OpenedModel:
     return OpenedModel(parsed.name, RepositoryPack(parsed), parsed.served_manifest(), None, parsed)
 
 
-def available_models(home: str | os.PathLike | None = None, repository: str | os.PathLike | None = None) -> list[str]:
-    """Models a service could serve: every repository model and every trained pack."""
-    names = set(layout.models(repository))
-    base = ckpt.model_dir("x", home).parent
-    if base.is_dir():
-        names |= {d.name for d in base.iterdir() if (d / ckpt.MANIFEST).is_file()}
-    return sorted(names)
-
-
 def find_digest(name: str, digest: str, home: str | os.PathLike | None = None,
                 repository: str | os.PathLike | None = None) -> OpenedModel | None:
     """The version of `name` whose weights have sha256 `digest` (newest first), or None.

@@ -20,8 +20,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from mosel.server.channels import DEFAULT_MAX_MESSAGE_BYTES, channel_options
+from mosel.server.parent_watch import watch_parent
 
 log = logging.getLogger(__name__)
+
+# Handler threads of a server: each call in progress (a stream: for its whole life) holds one.
+DEFAULT_MAX_WORKERS = 32
 
 @dataclass
 class Registration:
@@ -69,7 +73,7 @@ def start_server(
     registrations: list[Registration],
     host: str = "127.0.0.1",
     port: int = 0,
-    max_workers: int = 32,
+    max_workers: int = DEFAULT_MAX_WORKERS,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     max_concurrent_rpcs: int | None = None,
     interceptors: Sequence[grpc.ServerInterceptor] = (),
@@ -100,11 +104,16 @@ def start_server(
 
 
 def install_signal_handlers(running: RunningServer, grace_s: float) -> None:
-    """SIGTERM/SIGINT drain the server from a helper thread (handlers must return fast)."""
+    """SIGTERM/SIGINT drain the server from a helper thread (handlers must return fast).
+    Also starts the parent watch (mosel.server.parent_watch): when the process that
+    launched this one dies, it sends SIGTERM, so the service drains the same way."""
+    signalled = threading.Event()  # a drain has begun: the parent watch need not start one
 
     def handler(signum, _frame):
+        signalled.set()
         log.info("received %s", signal.Signals(signum).name)
         threading.Thread(target=running.drain, args=(grace_s,), daemon=True).start()
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
+    watch_parent(stop=signalled)

@@ -9,6 +9,11 @@ Watch streams new versions. It polls the database (so writes by other store proc
 sharing one PostgreSQL are seen within `poll_interval_s`) and is woken at once by
 writes made through this servicer. A stream ends when the client cancels or when
 `close()` is called (the server's drain hook), so no thread outlives its call.
+
+Each open Watch holds one of the server's handler threads for as long as it runs. So that
+idle watchers can never starve reads and health checks, at most `max_watch_streams` run at
+once (more are refused with RESOURCE_EXHAUSTED; ProfileSync retries) and the store's server
+gets that many threads on top of its usual pool (services/profile_store), not out of it.
 """
 
 from __future__ import annotations
@@ -19,8 +24,9 @@ import threading
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from mosel.errors import InvalidArgument, NotFound, grpc_errors
+from mosel.errors import InvalidArgument, NotFound, ResourceExhausted, check_length, grpc_errors
 from mosel.store import db, validate
+from mosel.store.settings import DEFAULT_MAX_WATCH_STREAMS
 from mosel.protocol.v1 import profile_store_pb2 as pb
 from mosel.protocol.v1 import profile_store_pb2_grpc as pb_grpc
 
@@ -78,9 +84,12 @@ def from_record(record: db.Record, message_type: type[Message]) -> Message:
 
 
 class ProfileStoreServicer(pb_grpc.ProfileStoreServiceServicer):
-    def __init__(self, store: db.Store, poll_interval_s: float = 0.15):
+    def __init__(self, store: db.Store, poll_interval_s: float = 0.15,
+                 max_watch_streams: int = DEFAULT_MAX_WATCH_STREAMS):
         self._store = store
         self._poll_interval_s = poll_interval_s
+        self.max_watch_streams = max_watch_streams
+        self._watches = 0  # Watch streams open now (guarded by _cond)
         self._cond = threading.Condition()
         self._generation = 0  # bumped by every local write; Watch waits on it
         self._closing = False
@@ -107,6 +116,7 @@ class ProfileStoreServicer(pb_grpc.ProfileStoreServiceServicer):
     def _manifest(self, model: str) -> pb.ModelManifest:
         if not model:
             raise InvalidArgument("model", "missing")
+        check_length(model, "model")  # echoed in NOT_FOUND
         try:
             return from_record(self._store.get(model, db.MODEL), pb.ModelManifest)
         except NotFound:
@@ -115,6 +125,8 @@ class ProfileStoreServicer(pb_grpc.ProfileStoreServiceServicer):
     def _get(self, request: pb.GetRequest, kind: str, message_type: type[Message]) -> Message:
         if not request.model:
             raise InvalidArgument("model", "missing")
+        check_length(request.model, "model")
+        check_length(request.variant, "variant")
         if request.version < 0:
             raise InvalidArgument("version", f"must be >= 0 (0 = latest), got {request.version}")
         record = self._store.get(request.model, kind, version=request.version, variant=request.variant)
@@ -191,10 +203,23 @@ class ProfileStoreServicer(pb_grpc.ProfileStoreServiceServicer):
         for i, model in enumerate(models):
             if not model:
                 raise InvalidArgument(f"models[{i}]", "empty model name")
+            check_length(model, f"models[{i}]")
         kinds = [kind_from_proto(k, f"kinds[{i}]") for i, k in enumerate(request.kinds)]
         if request.after_seq < 0:
             raise InvalidArgument("after_seq", f"must be >= 0, got {request.after_seq}")
-        seq = request.after_seq if request.after_seq > 0 else self._store.latest_seq()
+        with self._cond:
+            if self._watches >= self.max_watch_streams:
+                raise ResourceExhausted(f"{self._watches} Watch streams are open, the most this store serves at once "
+                                        f"(--max-watch-streams); retry later")
+            self._watches += 1
+        try:
+            yield from self._watch(request.after_seq, models, kinds, context)
+        finally:
+            with self._cond:
+                self._watches -= 1
+
+    def _watch(self, after_seq: int, models: list[str], kinds: list[str], context):
+        seq = after_seq if after_seq > 0 else self._store.latest_seq()
         log.debug("watch from seq %d (models %s, kinds %s)", seq, models or "all", kinds or "all")
         # Tell the client at once that the watch is established and where it starts, so
         # a client can write right after watch() returns without racing the stream's start.

@@ -11,7 +11,7 @@ import logging
 import sys
 
 from mosel.server.readiness import write_ready_file
-from mosel.server.serve import Registration, install_signal_handlers, start_server
+from mosel.server.serve import DEFAULT_MAX_WORKERS, Registration, install_signal_handlers, start_server
 from mosel.store.db import default_store_path, open_store
 from mosel.store.servicer import SERVICE_NAME, ProfileStoreServicer
 from mosel.store.settings import ProfileStoreSettings
@@ -35,10 +35,14 @@ def main(argv: list[str] | None = None) -> int:
     log.info("database %s (schema version %d)", store.describe(), store.schema_version())
 
     metrics = ServiceMetrics("profile_store") if settings.metrics_port >= 0 else None
-    servicer = ProfileStoreServicer(store, poll_interval_s=settings.poll_ms / 1000.0)
+    servicer = ProfileStoreServicer(store, poll_interval_s=settings.poll_ms / 1000.0,
+                                    max_watch_streams=settings.max_watch_streams)
     running = start_server(
         [Registration(servicer, profile_store_pb2_grpc.add_ProfileStoreServiceServicer_to_server, SERVICE_NAME)],
         host=settings.host, port=settings.port, max_message_bytes=settings.max_message_bytes,
+        # Watch streams get threads of their own (capped in the servicer): idle watchers never
+        # take the threads reads and health checks are served by.
+        max_workers=DEFAULT_MAX_WORKERS + settings.max_watch_streams,
         interceptors=interceptors_for(metrics),
     )
     endpoint = serve_metrics(metrics, settings.host, settings.metrics_port)
