@@ -30,6 +30,7 @@ import optuna
 
 from tuning import space
 from tuning.config import HELDOUT_SEED_OFFSET, OBJECTIVES, TuneConfig, WorkerSettings
+from mosel.server.parent_watch import watch_parent
 from tuning.evaluate import heldout_evaluator, json_safe, make_objective, metrics, study_evaluator
 from tuning.models import TuningModel, load_model
 from tuning.pareto import thresholds_of
@@ -141,6 +142,7 @@ def make_record(model: TuningModel, study: str, objectives: Sequence[str], chose
 
 def main(argv: list[str] | None = None) -> int:
     worker = WorkerSettings.parse(argv)
+    watch_parent()  # a worker dies with `mosel tune`, even a killed one
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     run_trials(worker.tune_config, worker.trials, worker_index=worker.worker_index, progress=False)
     return 0

@@ -16,12 +16,12 @@ reports the front, validates the pick and stores it.
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 
 import optuna
 
 from mosel.config import repo_root
+from mosel.launch.stack import spawn
 from tuning.config import TuneConfig, WorkerSettings
 from tuning.study import open_study
 
@@ -47,7 +47,8 @@ def spawn_workers(config: TuneConfig, n_trials: int, workers: int, first_index: 
     procs = []
     for i, n in enumerate(split_trials(n_trials, workers)):
         if n > 0:
-            procs.append(subprocess.Popen(worker_command(config, n, first_index + i), env=env, cwd=str(repo_root())))
+            # spawn: a worker gets SIGTERM when `mosel tune` dies, even killed
+            procs.append(spawn(worker_command(config, n, first_index + i), env=env, cwd=str(repo_root())))
     bar = None
     if progress:
         from tqdm import tqdm

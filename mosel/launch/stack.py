@@ -11,14 +11,12 @@ killed one: see `spawn()`.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import queue
 import shlex
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -81,37 +79,6 @@ def terminate(proc: subprocess.Popen, grace_s: float = 30.0) -> int:
     return proc.returncode
 
 
-_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-
-
-def _prctl():
-    """libc's prctl, looked up here in the parent: a forked child must not dlopen."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-    prctl.restype = ctypes.c_int
-    return prctl
-
-
-_PRCTL = _prctl()
-
-
-def _die_with_parent(parent_pid: int):
-    """A preexec_fn: the kernel sends the child SIGTERM when its parent dies."""
-    prctl, sigterm = _PRCTL, int(signal.SIGTERM)  # everything ready before the fork
-
-    def preexec() -> None:
-        prctl(_PR_SET_PDEATHSIG, sigterm, 0, 0, 0)
-        if os.getppid() != parent_pid:  # the parent died before we asked: no signal will come
-            os._exit(1)
-
-    return preexec
-
-
 class _Spawner:
     """One thread that lives as long as the process and forks every child asked for from
     another thread than the main one. PDEATHSIG fires when the *thread* that forked the child
@@ -156,12 +123,14 @@ def spawn(command: list[str], env: dict | None = None, **popen_kwargs) -> subpro
     a service (mosel.server.parent_watch) whom to watch, everywhere. `env` defaults to
     os.environ."""
     env = {**(os.environ if env is None else env), PARENT_PID_ENV: str(os.getpid())}
-    preexec = _die_with_parent(os.getpid()) if _PRCTL is not None else None
 
+    # No preexec_fn: it makes Popen fork() instead of vfork, and gRPC's fork handlers then run
+    # in the child of a process with gRPC threads and abort it (SIGABRT, "epoll_wait error:
+    # Bad file descriptor"). The child asks for PDEATHSIG itself (mosel.server.parent_watch).
     def start() -> subprocess.Popen:
-        return subprocess.Popen(command, env=env, preexec_fn=preexec, **popen_kwargs)
+        return subprocess.Popen(command, env=env, **popen_kwargs)
 
-    if preexec is None or threading.current_thread() is threading.main_thread():
+    if threading.current_thread() is threading.main_thread():
         return start()
     return _the_spawner().run(start)
 

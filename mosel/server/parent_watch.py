@@ -5,13 +5,15 @@
 and, once that process is gone, sends SIGTERM to its own process: the service drains as if
 it had been stopped by hand (in-flight calls get their grace, then it exits).
 
-On Linux `launch()` also asks the kernel for SIGTERM on the parent's death
-(PR_SET_PDEATHSIG); this watch is the portable backstop, and it also covers a parent that
-died before the child could ask.
+On Linux the watch first asks the kernel for SIGTERM on the parent's death
+(PR_SET_PDEATHSIG, from the child itself: a preexec_fn in the parent would make Popen fork
+rather than vfork, which aborts children of processes running gRPC); the polling is the
+portable backstop, and it also covers a parent that died before the child could ask.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
@@ -25,7 +27,8 @@ PARENT_PID_ENV = "MOSEL_PARENT_PID"
 POLL_S = 0.5
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process has this pid (a zombie counts as gone)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -33,7 +36,7 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True  # exists, owned by someone else
     if sys.platform.startswith("linux"):
-        try:  # a dead parent nobody has reaped yet still answers kill(0)
+        try:  # a dead process nobody has reaped yet still answers kill(0)
             with open(f"/proc/{pid}/stat") as f:
                 return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
         except (OSError, IndexError):
@@ -45,7 +48,23 @@ def parent_gone(pid: int, direct: bool) -> bool:
     """`direct`: pid was our parent when the watch began, so the parent is gone once we were
     reparented (exact, immune to pid reuse); otherwise (started through a wrapper) once no
     process has that pid."""
-    return os.getppid() != pid if direct else not _alive(pid)
+    return os.getppid() != pid if direct else not pid_alive(pid)
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def ask_kernel_for_sigterm() -> bool:
+    """Linux: SIGTERM to this process when the thread that started it exits (spawn() starts
+    children from a thread that lives as long as its process). False where unsupported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return False
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    return prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) == 0
 
 
 def _terminate_self() -> None:
@@ -68,6 +87,8 @@ def watch_parent(env: Mapping[str, str] | None = None, interval_s: float = POLL_
     if pid <= 1:
         return None
     direct = os.getppid() == pid
+    if direct:
+        ask_kernel_for_sigterm()
     stop = stop or threading.Event()
 
     def run() -> None:

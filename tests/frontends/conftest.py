@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mosel.launch.stack import Stack, bring_up, log_tail, terminate
+from mosel.launch.stack import Stack, bring_up, log_tail, spawn, terminate
 
 MODEL = "av-digits"
 REPO = Path(__file__).resolve().parents[2]
@@ -53,9 +53,10 @@ def start_front(name: str, module: str, args: list[str], tmp: Path, env: dict, t
     """`python -m module args --ready-file G --http-ready-file H`; returns once both files hold ports."""
     grpc_ready, http_ready, log_path = tmp / "grpc-port", tmp / "http-port", tmp / f"{name}.log"
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", module, *args, "--ready-file", str(grpc_ready),
-                                 "--http-ready-file", str(http_ready)],
-                                stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO), env={**os.environ, **env})
+        # spawn: the front dies with the test process, even a killed one
+        proc = spawn([sys.executable, "-m", module, *args, "--ready-file", str(grpc_ready),
+                      "--http-ready-file", str(http_ready)],
+                     stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO), env={**os.environ, **env})
     front = Front(name, proc, log_path)
     try:
         deadline = time.monotonic() + timeout_s

@@ -4,7 +4,10 @@ encoder back when it returns."""
 
 from __future__ import annotations
 
+import os
+import shlex
 import signal
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -15,7 +18,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from mosel.client import MoselClient
 from mosel.encoder.settings import EncoderSettings
-from mosel.launch.stack import Stack, bring_up, launch, wait_ready
+from mosel.config import repo_root
+from mosel.launch.stack import Stack, bring_up, launch, spawn, wait_ready
 from mosel.models.registry import get_pack
 from mosel.server.channels import make_channel
 
@@ -96,15 +100,9 @@ def test_no_video_encoder_serves_from_audio_and_image_and_takes_it_back(stack, i
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE and "video" in err.value.details()
 
         # the encoder comes back on its old port: the prober takes it back
-        import shlex
-        import subprocess
-
-        from mosel.config import repo_root
-
         argv = [a for a in shlex.split(settings_argv) if not a.startswith("--port=")] + [f"--port={video.port}"]
         with open(video.log_path, "a") as log:
-            video.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                          cwd=str(repo_root()), env={**__import__("os").environ, **stack.env})
+            video.proc = spawn(argv, env={**os.environ, **stack.env}, stdout=log, stderr=subprocess.STDOUT, cwd=str(repo_root()))
         _until(lambda: not client.stats(MODEL).modalities_unavailable, "video back")
         r = client.infer(MODEL, inputs, budget_ms=5000)
         assert r.configuration == "audio+image+video" and not r.degraded

@@ -20,6 +20,7 @@ from google.protobuf import descriptor_pool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
+from mosel.launch.stack import spawn
 from mosel.modalities import all_configurations
 from mosel.server.channels import make_channel
 from mosel.store.client import ProfileStoreClient
@@ -43,7 +44,7 @@ class StoreProcess:
         self.log_path = workdir / f"{name}.log"
         env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
         self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(
+        self.proc = spawn(  # dies with the test process, even a killed one
             [sys.executable, "-m", "services.profile_store", "--port", "0", "--ready-file", str(self.ready_file),
              "--db", db, "--grace-s", "5", "--poll-ms", "100"],
             cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT)
