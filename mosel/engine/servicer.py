@@ -10,9 +10,8 @@ from concurrent.futures import TimeoutError as FutureTimeout
 
 import grpc
 
-from mosel.errors import DeadlineExceeded, InvalidArgument, MoselError, NotFound, grpc_errors, status_of
-from mosel.errors import MAX_STRING_CHARS, check_length
-from mosel.errors import InvalidInput
+from mosel.errors import (MAX_STRING_CHARS, DeadlineExceeded, InvalidArgument, InvalidInput, MoselError, NotFound,
+                          check_length, grpc_errors, status_of)
 from mosel.modalities import config_modalities
 from mosel.engine.dispatcher import Dispatcher
 from mosel.scheduling.job import Job
