@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -14,6 +13,7 @@ from mosel.errors import (MAX_STRING_CHARS, DeadlineExceeded, InvalidArgument, I
                           check_length, grpc_errors, status_of)
 from mosel.modalities import config_modalities
 from mosel.engine.dispatcher import Dispatcher
+from mosel.server.streams import ReplyStream
 from mosel.scheduling.job import Job
 from mosel.engine.requests import build_job
 from mosel.engine.stats import ServingStats
@@ -28,8 +28,6 @@ ANSWER_GRACE_S = 5.0
 # reading, so a client that does not read its answers is held back by gRPC flow control
 # instead of making the server buffer replies (and jobs) without limit.
 STREAM_MAX_OUTSTANDING = 64
-# A reader waiting for a free slot looks this often whether its call has ended.
-_SLOT_POLL_S = 0.5
 
 
 class SelectionServicer(selection_pb2_grpc.SelectionServiceServicer):
@@ -88,19 +86,7 @@ class SelectionServicer(selection_pb2_grpc.SelectionServiceServicer):
 
     def InferStream(self, request_iterator, context):
         """Answers in completion order; a bad message yields an error entry, the stream goes on."""
-        out: queue.Queue = queue.Queue()
-        state = {"outstanding": 0, "reading": True}
-        lock = threading.Lock()
-        # One slot per message read, given back once its reply (answer or error entry) has been
-        # sent: at most STREAM_MAX_OUTSTANDING replies are ever pending or queued in `out`.
-        slots = threading.Semaphore(STREAM_MAX_OUTSTANDING)
-        ended = threading.Event()
-
-        def take_slot() -> bool:
-            while not slots.acquire(timeout=_SLOT_POLL_S):
-                if ended.is_set() or not context.is_active():
-                    return False
-            return not ended.is_set()
+        stream = ReplyStream(context, STREAM_MAX_OUTSTANDING)
 
         def settle(message_id: str, is_job: bool, future) -> None:
             try:
@@ -109,18 +95,14 @@ class SelectionServicer(selection_pb2_grpc.SelectionServiceServicer):
                     selection_pb2.StreamResponse(response=response.results[0])
             except Exception as exc:  # noqa: BLE001 - becomes a stream error entry
                 msg = _stream_error(message_id, exc)
-            out.put(msg)
-            with lock:
-                state["outstanding"] -= 1
-                if not state["reading"] and state["outstanding"] == 0:
-                    out.put(None)
+            stream.finished(msg)
 
         def read() -> None:
             try:
-                while take_slot():
+                while stream.take_slot():
                     message = next(request_iterator, None)
                     if message is None:
-                        slots.release()
+                        stream.no_request()
                         break
                     kind = message.WhichOneof("kind")
                     message_id = message.job.job_id if kind == "job" else message.request.id
@@ -131,36 +113,22 @@ class SelectionServicer(selection_pb2_grpc.SelectionServiceServicer):
                             job = self._job_from_request(message.request, None)
                         else:
                             raise InvalidArgument("kind", "empty StreamRequest: set request or job")
-                        with lock:
-                            state["outstanding"] += 1
+                        stream.started()
                         try:
                             self.dispatchers[job.model.name].submit(job)
                         except Exception:
-                            with lock:
-                                state["outstanding"] -= 1
+                            stream.abandoned()
                             raise
                         job.future.add_done_callback(lambda f, i=message_id, j=(kind == "job"): settle(i, j, f))
                     except Exception as exc:  # noqa: BLE001
-                        out.put(_stream_error(message_id, exc))
+                        stream.reply(_stream_error(message_id, exc))
             except grpc.RpcError:
                 pass  # client went away
             finally:
-                with lock:
-                    state["reading"] = False
-                    if state["outstanding"] == 0:
-                        out.put(None)
+                stream.done_reading()
 
         threading.Thread(target=read, name="stream-reader", daemon=True).start()
-        try:
-            while True:
-                msg = out.get()
-                if msg is None:
-                    return
-                yield msg  # returns once gRPC has sent it (blocks while the client does not read)
-                slots.release()
-        finally:
-            ended.set()  # the call is over: a reader waiting for a slot stops
-            slots.release()
+        yield from stream.replies()
 
     @grpc_errors
     def GetModelMetadata(self, request, context):

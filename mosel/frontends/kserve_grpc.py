@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import math
-import queue
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +30,7 @@ from mosel.errors import MAX_STRING_CHARS, InvalidArgument, check_length, grpc_e
 from mosel.frontends import conversions as conv
 from mosel.frontends.backend import UNBOUNDED_CALL_S
 from mosel.frontends.core import STREAM_MAX_OUTSTANDING, KServeCore
+from mosel.server.streams import ReplyStream
 from mosel.protocol.kserve import grpc_service_pb2 as pb
 from mosel.protocol.kserve import grpc_service_pb2_grpc as pb_grpc
 
@@ -40,7 +40,6 @@ SERVICE_NAME = "inference.GRPCInferenceService"
 add_to_server = pb_grpc.add_GRPCInferenceServiceServicer_to_server
 # Requests of one ModelStreamInfer stream served at once; more wait in the stream's own queue.
 STREAM_CONCURRENCY = 32  # (at most core.STREAM_MAX_OUTSTANDING read at once)
-_SLOT_POLL_S = 0.5  # how often a reader waiting for a slot looks whether its call has ended
 
 
 def remaining_s(context) -> float | None:
@@ -174,64 +173,40 @@ class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     def ModelStreamInfer(self, request_iterator, context):
         """One response per request, in completion order; errors go in the stream."""
-        out: queue.Queue = queue.Queue()
         pool = ThreadPoolExecutor(max_workers=STREAM_CONCURRENCY, thread_name_prefix="kserve-stream")
-        state = {"outstanding": 0, "reading": True}
-        lock = threading.Lock()
-        slots = threading.Semaphore(STREAM_MAX_OUTSTANDING)  # one per request read, back once answered
-        ended = threading.Event()
-
-        def take_slot() -> bool:
-            while not slots.acquire(timeout=_SLOT_POLL_S):
-                if ended.is_set() or not context.is_active():
-                    return False
-            return not ended.is_set()
-
-        def finished() -> None:
-            with lock:
-                state["outstanding"] -= 1
-                if not state["reading"] and state["outstanding"] == 0:
-                    out.put(None)
+        stream = ReplyStream(context, STREAM_MAX_OUTSTANDING)
 
         def serve(request: pb.ModelInferRequest) -> None:
             try:
-                out.put(pb.ModelStreamInferResponse(infer_response=self._infer(request, remaining_s(context))))
+                reply = pb.ModelStreamInferResponse(infer_response=self._infer(request, remaining_s(context)))
             except Exception as exc:  # noqa: BLE001 - becomes an error entry of the stream
-                out.put(stream_error(request, exc))
-            finally:
-                finished()
+                reply = stream_error(request, exc)
+            stream.finished(reply)
 
         def read() -> None:
             try:
-                while take_slot():
+                while stream.take_slot():
                     request = next(request_iterator, None)
                     if request is None:
-                        slots.release()
+                        stream.no_request()
                         break
-                    with lock:
-                        state["outstanding"] += 1
-                    pool.submit(serve, request)
+                    stream.started()
+                    try:
+                        pool.submit(serve, request)
+                    except Exception:
+                        stream.abandoned()
+                        raise
             except grpc.RpcError:
                 pass  # the client went away
             except Exception as exc:  # noqa: BLE001 - e.g. a pool shut down under us
-                out.put(stream_error(pb.ModelInferRequest(), exc))
+                stream.reply(stream_error(pb.ModelInferRequest(), exc))
             finally:
-                with lock:
-                    state["reading"] = False
-                    if state["outstanding"] == 0:
-                        out.put(None)
+                stream.done_reading()
 
         threading.Thread(target=read, name="kserve-stream-reader", daemon=True).start()
         try:
-            while True:
-                msg = out.get()
-                if msg is None:
-                    return
-                yield msg  # returns once gRPC has sent it (blocks while the client does not read)
-                slots.release()
+            yield from stream.replies()
         finally:
-            ended.set()  # the call is over: a reader waiting for a slot stops
-            slots.release()
             pool.shutdown(wait=False)
 
 
